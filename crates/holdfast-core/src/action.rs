@@ -1,0 +1,49 @@
+use std::sync::Arc;
+
+use holdfast_proto::{Packet, ReasonCode, SubscriptionOptions};
+
+use crate::Message;
+
+/// What the caller of a state machine must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Write this packet to the session's connection. Must be performed before the session is released to
+    /// another caller, so the wire order is the order of decisions.
+    Send(Packet),
+    /// Route a message received from the client (or its will) to subscribers and the retained index. When
+    /// `ack` is set the caller reports the outcome back with [`crate::Session::publish_done`], which
+    /// produces the PUBACK/PUBREC.
+    Publish { msg: Arc<Message>, ack: Option<PendingAck> },
+    /// Add (or replace) a subscription in the topic tree. `filter` is the full filter, `$share/...`
+    /// included.
+    Subscribe { filter: String, options: SubscriptionOptions, id: Option<u32> },
+    /// Send the retained messages matching this filter to the session (after the SUBACK).
+    SendRetained { filter: String, options: SubscriptionOptions, id: Option<u32> },
+    /// Remove a subscription from the topic tree.
+    Unsubscribe { filter: String },
+    /// Close the network connection. With a reason (MQTT 5) a DISCONNECT carrying it is sent first.
+    Close(Option<ReasonCode>),
+    /// The session is over: forget it (its subscriptions were already removed by Unsubscribe actions).
+    EndSession,
+    /// A message was not delivered; counted by the caller.
+    Dropped(DropReason),
+}
+
+/// The acknowledgement owed to a publisher once its message is routed (and, later, stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingAck {
+    PubAck(u16),
+    PubRec(u16),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Queue of an offline or slow session full (RejectNew), or oldest dropped (DropOldest).
+    QueueFull,
+    /// Expired before it could be delivered.
+    Expired,
+    /// Larger than the client's Maximum Packet Size [MQTT-3.1.2-25].
+    TooLargeForClient,
+    /// QoS 0 message for a disconnected session.
+    Qos0Offline,
+}

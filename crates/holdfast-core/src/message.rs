@@ -1,0 +1,62 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+use holdfast_proto::{Properties, Publish, QoS};
+
+use crate::{ClientId, Millis};
+
+/// An application message as routed: shared by every subscriber and queue that holds it, so the body is
+/// kept once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: Arc<str>,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    /// The properties forwarded unaltered [MQTT-3.3.2-?]: payload format, content type, response topic,
+    /// correlation data, user properties. Topic alias, subscription ids and expiry are per hop.
+    pub properties: Properties,
+    /// When the message expires, from its Message Expiry Interval.
+    pub expires_at: Option<Millis>,
+    /// For No Local [MQTT-3.8.3-3].
+    pub publisher: Option<ClientId>,
+}
+
+impl Message {
+    /// Build from a received PUBLISH whose topic alias has already been resolved into `topic`.
+    pub fn from_publish(p: Publish, topic: Arc<str>, publisher: Option<ClientId>, now: Millis, expiry_cap: Option<u32>) -> Message {
+        let mut properties = p.properties;
+        let interval = match (properties.message_expiry_interval.take(), expiry_cap) {
+            (Some(i), Some(cap)) => Some(i.min(cap)),
+            (i, cap) => i.or(cap),
+        };
+        properties.topic_alias = None;
+        properties.subscription_identifiers.clear();
+        Message {
+            topic,
+            payload: p.payload,
+            qos: p.qos,
+            retain: p.retain,
+            properties,
+            expires_at: interval.map(|s| now + u64::from(s) * 1000),
+            publisher,
+        }
+    }
+
+    pub fn is_expired(&self, now: Millis) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+
+    /// Seconds left, rounded up, for the Message Expiry Interval of a forwarded copy [MQTT-3.3.2-6].
+    pub fn remaining_expiry(&self, now: Millis) -> Option<u32> {
+        self.expires_at.map(|t| {
+            let left = t.saturating_sub(now);
+            u32::try_from(left.div_ceil(1000)).unwrap_or(u32::MAX)
+        })
+    }
+
+    /// Bytes this message accounts for in queue quotas.
+    pub fn size(&self) -> u64 {
+        (self.topic.len() + self.payload.len()) as u64
+    }
+}

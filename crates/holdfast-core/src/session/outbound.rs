@@ -1,0 +1,209 @@
+//! Messages to the client: the in-flight window, the queue, packet ids, topic aliases and size limits.
+
+use std::sync::Arc;
+
+use holdfast_proto::{encoded_len, Packet, PubResp, Publish, QoS};
+
+use super::{Inflight, Session, Stage};
+use crate::config::QueuePolicy;
+use crate::{Action, DropReason, Message, Millis};
+
+/// One copy of a message for this session, with what the matching subscription(s) decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub msg: Arc<Message>,
+    /// min(message QoS, subscription QoS) [MQTT-3.8.4-8].
+    pub qos: QoS,
+    /// The RETAIN flag this copy carries.
+    pub retain: bool,
+    /// Subscription Identifiers of the matching subscriptions [MQTT-3.3.4-3].
+    pub subscription_ids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliverOutcome {
+    /// Sent, or queued to be sent.
+    Accepted,
+    Dropped(DropReason),
+}
+
+impl Session {
+    /// Offer a routed message to this session. QoS 1/2 copies go out when the in-flight window allows,
+    /// otherwise they are queued in order; QoS 0 copies for an offline session are dropped.
+    pub fn deliver(&mut self, d: Delivery, now: Millis, out: &mut Vec<Action>) -> DeliverOutcome {
+        if d.msg.is_expired(now) {
+            return self.dropped(DropReason::Expired, out);
+        }
+        if d.qos == QoS::AtMostOnce {
+            if self.conn.is_none() {
+                return self.dropped(DropReason::Qos0Offline, out);
+            }
+            self.send_publish(&d, None, false, now, out);
+            return DeliverOutcome::Accepted;
+        }
+        if self.conn.is_some() && self.queue.is_empty() && self.inflight.len() < self.window() {
+            if let Some(id) = self.alloc_packet_id() {
+                self.start_inflight(d, id, now, out);
+                return DeliverOutcome::Accepted;
+            }
+        }
+        self.enqueue(d, out)
+    }
+
+    fn enqueue(&mut self, d: Delivery, out: &mut Vec<Action>) -> DeliverOutcome {
+        let size = d.msg.size();
+        let max_msgs = self.cfg.max_queued_messages;
+        let max_bytes = self.cfg.max_queued_bytes;
+        let full = |s: &Session| {
+            (max_msgs > 0 && s.queue.len() >= max_msgs) || (max_bytes > 0 && s.queued_bytes + size > max_bytes)
+        };
+        if full(self) {
+            match self.cfg.queue_policy {
+                QueuePolicy::RejectNew => return self.dropped(DropReason::QueueFull, out),
+                QueuePolicy::DropOldest => {
+                    while full(self) {
+                        let Some(old) = self.queue.pop_front() else {
+                            // Larger than the whole byte quota on its own.
+                            return self.dropped(DropReason::QueueFull, out);
+                        };
+                        self.queued_bytes -= old.msg.size();
+                        out.push(Action::Dropped(DropReason::QueueFull));
+                    }
+                }
+            }
+        }
+        self.queued_bytes += size;
+        self.queue.push_back(d);
+        DeliverOutcome::Accepted
+    }
+
+    fn dropped(&self, reason: DropReason, out: &mut Vec<Action>) -> DeliverOutcome {
+        out.push(Action::Dropped(reason));
+        DeliverOutcome::Dropped(reason)
+    }
+
+    /// Outbound QoS 1/2 messages allowed in flight: the configured window within the client's Receive
+    /// Maximum [MQTT-3.3.4-9].
+    fn window(&self) -> usize {
+        let client = self.conn.as_ref().map_or(0, |c| c.receive_maximum);
+        usize::from(self.cfg.max_inflight.min(client))
+    }
+
+    /// A packet id not in use by an unacknowledged outbound message [MQTT-2.2.1-3].
+    fn alloc_packet_id(&mut self) -> Option<u16> {
+        for _ in 0..u16::MAX {
+            let id = self.next_packet_id;
+            self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
+            if !self.inflight.iter().any(|e| e.packet_id == id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    fn start_inflight(&mut self, d: Delivery, id: u16, now: Millis, out: &mut Vec<Action>) {
+        if self.send_publish(&d, Some(id), false, now, out) {
+            self.inflight.push_back(Inflight { packet_id: id, stage: Stage::Sent, delivery: d });
+        }
+    }
+
+    /// Move queued messages into the window as it frees up, in order, skipping expired ones.
+    pub(super) fn fill_window(&mut self, now: Millis, out: &mut Vec<Action>) {
+        if self.conn.is_none() {
+            return;
+        }
+        while self.inflight.len() < self.window() {
+            let Some(d) = self.queue.pop_front() else { break };
+            self.queued_bytes -= d.msg.size();
+            if d.msg.is_expired(now) {
+                out.push(Action::Dropped(DropReason::Expired)); // [MQTT-3.3.2-5]
+                continue;
+            }
+            if d.qos == QoS::AtMostOnce {
+                self.send_publish(&d, None, false, now, out);
+                continue;
+            }
+            let Some(id) = self.alloc_packet_id() else {
+                self.queued_bytes += d.msg.size();
+                self.queue.push_front(d);
+                break;
+            };
+            self.start_inflight(d, id, now, out);
+        }
+    }
+
+    pub(super) fn resend_inflight(&mut self, now: Millis, out: &mut Vec<Action>) {
+        let pending: Vec<(u16, Stage, Delivery)> =
+            self.inflight.iter().map(|e| (e.packet_id, e.stage, e.delivery.clone())).collect();
+        for (id, stage, d) in pending {
+            match stage {
+                Stage::Sent => {
+                    if !self.send_publish(&d, Some(id), true, now, out) {
+                        self.inflight.retain(|e| e.packet_id != id);
+                    }
+                }
+                Stage::Released => out.push(Action::Send(Packet::PubRel(PubResp::new(id)))),
+            }
+        }
+    }
+
+    pub(super) fn drop_expired_queued(&mut self, now: Millis, out: &mut Vec<Action>) {
+        let before = self.queue.len();
+        let mut freed = 0;
+        self.queue.retain(|d| {
+            let keep = !d.msg.is_expired(now);
+            if !keep {
+                freed += d.msg.size();
+            }
+            keep
+        });
+        self.queued_bytes -= freed;
+        for _ in self.queue.len()..before {
+            out.push(Action::Dropped(DropReason::Expired));
+        }
+    }
+
+    /// Encode a PUBLISH for this connection. Returns false (and counts a drop) when it exceeds the
+    /// client's Maximum Packet Size: the message is discarded for this client only [MQTT-3.1.2-25].
+    fn send_publish(&mut self, d: &Delivery, id: Option<u16>, dup: bool, now: Millis, out: &mut Vec<Action>) -> bool {
+        let v5 = self.protocol.is_v5();
+        let mut properties = if v5 { d.msg.properties.clone() } else { Default::default() };
+        if v5 {
+            properties.message_expiry_interval = d.msg.remaining_expiry(now);
+            properties.subscription_identifiers.clone_from(&d.subscription_ids);
+        }
+        let mut publish = Publish {
+            dup,
+            qos: d.qos,
+            retain: d.retain,
+            topic: d.msg.topic.to_string(),
+            packet_id: id,
+            payload: d.msg.payload.clone(),
+            properties,
+        };
+        let Some(conn) = self.conn.as_mut() else { return false };
+        if let Some(max) = conn.max_packet_size {
+            let packet = Packet::Publish(publish);
+            if encoded_len(&packet, self.protocol) > max as usize {
+                out.push(Action::Dropped(DropReason::TooLargeForClient));
+                return false;
+            }
+            let Packet::Publish(p) = packet else { unreachable!() };
+            publish = p;
+        }
+        if v5 && conn.alias_max_out > 0 {
+            // Aliases are handed out first come, first served, up to the client's maximum; a topic
+            // already aliased is sent with an empty name [MQTT-3.3.2-?].
+            if let Some(&alias) = conn.aliases_out.get(&d.msg.topic) {
+                publish.topic.clear();
+                publish.properties.topic_alias = Some(alias);
+            } else if conn.aliases_out.len() < usize::from(conn.alias_max_out) {
+                let alias = conn.aliases_out.len() as u16 + 1;
+                conn.aliases_out.insert(d.msg.topic.clone(), alias);
+                publish.properties.topic_alias = Some(alias);
+            }
+        }
+        out.push(Action::Send(Packet::Publish(publish)));
+        true
+    }
+}
