@@ -5,6 +5,8 @@ use holdfast_proto::{Packet, ReasonCode, SubscriptionOptions};
 use crate::Message;
 
 /// What the caller of a state machine must do, in order.
+// Packets are moved, not copied, from decision to socket; boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Write this packet to the session's connection. Must be performed before the session is released to

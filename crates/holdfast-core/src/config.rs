@@ -1,5 +1,28 @@
 use holdfast_proto::QoS;
 
+/// How safely a change is stored (DESIGN.md, "Durability classes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Durability {
+    /// Memory only: lost when the process ends.
+    Volatile,
+    /// Written to the OS at once, fsync'd every flush interval: survives a process crash.
+    #[default]
+    Flush,
+    /// fsync'd before it is acknowledged or forwarded: survives power loss.
+    Sync,
+}
+
+impl Durability {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Volatile => "volatile",
+            Durability::Flush => "flush",
+            Durability::Sync => "sync",
+        }
+    }
+}
+
 /// What to do when a session's queue of outbound messages is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum QueuePolicy {

@@ -1,0 +1,400 @@
+//! The shared state of a running broker and the execution of core actions against it.
+//!
+//! Lock order, to stay deadlock-free: `sessions` (registry) -> a session `Slot` -> `subs` / `retained`.
+//! Routing takes `subs` for reading, collects its targets and releases it before locking any slot, and
+//! never holds two slots at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use holdfast_core::action::PendingAck;
+use holdfast_core::connect::ConnectParams;
+use holdfast_core::retained::RetainedIndex;
+use holdfast_core::router::{plan, SubscriberEntry};
+use holdfast_core::session::{DeliverOutcome, Delivery, Subscription};
+use holdfast_core::topic::{Matches, SubscriptionTree};
+use holdfast_core::{Action, ClientId, CoreConfig, DropReason, Message, Millis, Session};
+use holdfast_proto::topic::parse_shared;
+use holdfast_proto::{Packet, QoS, ReasonCode};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::mpsc;
+
+use crate::stats::Stats;
+
+/// Most packets waiting to be written to one connection before QoS 0 messages to it are dropped: a
+/// client that does not read must not grow the broker's memory without bound.
+const MAX_PENDING_WRITES: usize = 16 * 1024;
+
+pub fn now_millis() -> Millis {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+}
+
+/// What a connection task is told to write.
+#[allow(clippy::large_enum_variant)] // moved once into the channel; boxing would allocate per packet
+#[derive(Debug)]
+pub enum Outbound {
+    Packet(Packet),
+    /// Close the connection, after a DISCONNECT with this reason for MQTT 5 clients.
+    Close(Option<ReasonCode>),
+}
+
+/// The way into a connection task's writer.
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    tx: mpsc::UnboundedSender<Outbound>,
+    pending: Arc<AtomicUsize>,
+    closing: Arc<AtomicBool>,
+}
+
+impl ConnHandle {
+    pub fn new() -> (ConnHandle, mpsc::UnboundedReceiver<Outbound>, Arc<AtomicUsize>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let closing = Arc::new(AtomicBool::new(false));
+        (ConnHandle { tx, pending: pending.clone(), closing }, rx, pending)
+    }
+
+    /// Set once the server has decided to close this connection: the reader stops at once.
+    pub fn closing(&self) -> Arc<AtomicBool> {
+        self.closing.clone()
+    }
+
+    fn send(&self, o: Outbound) -> bool {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(o).is_ok()
+    }
+}
+
+/// A session and the connection it is attached to, if any.
+pub struct Slot {
+    inner: Mutex<SlotInner>,
+    online: AtomicBool,
+}
+
+struct SlotInner {
+    session: Session,
+    conn: Option<ConnHandle>,
+}
+
+/// A subscription in the topic tree points straight at its session, so routing needs no registry lookup.
+pub struct SubValue {
+    slot: Arc<Slot>,
+    sub: Subscription,
+}
+
+impl SubscriberEntry for SubValue {
+    fn subscription(&self) -> &Subscription {
+        &self.sub
+    }
+}
+
+pub struct Broker {
+    pub cfg: Arc<CoreConfig>,
+    sessions: Mutex<HashMap<ClientId, Arc<Slot>>>,
+    subs: RwLock<SubscriptionTree<SubValue>>,
+    retained: RwLock<RetainedIndex<Arc<Message>>>,
+    pub stats: Stats,
+    pub max_connections: usize,
+    pub connections: AtomicUsize,
+    next_client_id: AtomicU64,
+    id_prefix: String,
+}
+
+/// The result of routing one message.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RouteOutcome {
+    pub delivered: usize,
+    pub dropped_full: usize,
+}
+
+impl RouteOutcome {
+    /// The reason code of the PUBACK/PUBREC owed to an MQTT 5 publisher [MQTT-3.4.2-?].
+    pub fn reason(&self) -> ReasonCode {
+        match (self.delivered, self.dropped_full) {
+            (0, 0) => ReasonCode::NO_MATCHING_SUBSCRIBERS,
+            (0, _) => ReasonCode::QUOTA_EXCEEDED,
+            _ => ReasonCode::SUCCESS,
+        }
+    }
+}
+
+impl Broker {
+    pub fn new(cfg: CoreConfig, max_connections: usize) -> Broker {
+        Broker {
+            cfg: Arc::new(cfg),
+            sessions: Mutex::new(HashMap::new()),
+            subs: RwLock::new(SubscriptionTree::new()),
+            retained: RwLock::new(RetainedIndex::new()),
+            stats: Stats::default(),
+            max_connections,
+            connections: AtomicUsize::new(0),
+            next_client_id: AtomicU64::new(1),
+            id_prefix: format!("holdfast-{:x}-", now_millis()),
+        }
+    }
+
+    /// A client identifier for a client that sent none [MQTT-3.1.3-6].
+    pub fn new_client_id(&self) -> String {
+        format!("{}{}", self.id_prefix, self.next_client_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    pub fn retained_count(&self) -> usize {
+        self.retained.read().len()
+    }
+
+    /// Attach a new connection to the session of `p.client_id`: take over a connected session, discard
+    /// the old one on Clean Start [MQTT-3.1.2-4], or resume it [MQTT-3.1.2-5]. Sends the CONNACK.
+    pub fn open_session(&self, p: ConnectParams, handle: ConnHandle, now: Millis) -> (Arc<Slot>, u64) {
+        let mut later = Vec::new();
+        let mut reg = self.sessions.lock();
+        let (slot, created) = match reg.get(&p.client_id) {
+            Some(slot) => (slot.clone(), false),
+            None => {
+                let slot = Arc::new(Slot {
+                    inner: Mutex::new(SlotInner {
+                        session: Session::new(p.client_id.clone(), p.protocol, self.cfg.clone()),
+                        conn: None,
+                    }),
+                    online: AtomicBool::new(false),
+                });
+                reg.insert(p.client_id.clone(), slot.clone());
+                (slot, true)
+            }
+        };
+        let mut inner = slot.inner.lock();
+        let mut out = Vec::new();
+        inner.session.take_over(now, &mut out);
+        let resume = !created && !p.clean_start && !inner.session.has_ended();
+        if !resume && !created {
+            inner.session.discard(true, now, &mut out);
+        }
+        self.perform_locked(&mut inner, &slot, out, &mut later);
+        if !resume {
+            inner.session = Session::new(p.client_id.clone(), p.protocol, self.cfg.clone());
+        }
+        inner.conn = Some(handle);
+        slot.online.store(true, Ordering::Release);
+        let mut out = Vec::new();
+        inner.session.attach(p, resume, now, &mut out);
+        let generation = inner.session.generation();
+        self.perform_locked(&mut inner, &slot, out, &mut later);
+        drop(inner);
+        drop(reg);
+        // The old session's end was superseded by this one: only its will and drops remain to do.
+        later.retain(|a| !matches!(a, Action::EndSession));
+        self.perform_unlocked(&slot, later, now);
+        (slot, generation)
+    }
+
+    /// The connection of `generation` is gone.
+    pub fn close_session(&self, slot: &Arc<Slot>, generation: u64, now: Millis) {
+        let later = self.run(slot, |s, out| {
+            s.detach(generation, now, out);
+        });
+        self.perform_unlocked(slot, later, now);
+    }
+
+    /// Handle a packet from the client of `slot`.
+    pub fn handle_packet(&self, slot: &Arc<Slot>, packet: Packet, now: Millis) {
+        let later = self.run(slot, |s, out| s.handle_packet(packet, now, out));
+        self.perform_unlocked(slot, later, now);
+    }
+
+    /// Run `f` on the session with its lock held and perform the actions that must keep their order
+    /// relative to other callers (writes, subscription changes). Returns the rest.
+    fn run(&self, slot: &Arc<Slot>, f: impl FnOnce(&mut Session, &mut Vec<Action>)) -> Vec<Action> {
+        let mut later = Vec::new();
+        let mut inner = slot.inner.lock();
+        let mut out = Vec::new();
+        f(&mut inner.session, &mut out);
+        self.perform_locked(&mut inner, slot, out, &mut later);
+        later
+    }
+
+    fn perform_locked(&self, inner: &mut SlotInner, slot: &Arc<Slot>, out: Vec<Action>, later: &mut Vec<Action>) {
+        for action in out {
+            match action {
+                Action::Send(packet) => {
+                    if let Some(conn) = &inner.conn {
+                        if is_qos0_publish(&packet) && conn.pending.load(Ordering::Relaxed) > MAX_PENDING_WRITES {
+                            self.stats.dropped(DropReason::QueueFull);
+                            continue;
+                        }
+                        if matches!(packet, Packet::Publish(_)) {
+                            self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        conn.send(Outbound::Packet(packet));
+                    }
+                }
+                Action::Close(reason) => {
+                    if let Some(conn) = &inner.conn {
+                        conn.closing.store(true, Ordering::Relaxed);
+                        conn.send(Outbound::Close(reason));
+                    }
+                }
+                Action::Subscribe { filter, options, id } => {
+                    let (group, plain) = split_shared(&filter);
+                    let value = SubValue { slot: slot.clone(), sub: Subscription { options, id } };
+                    self.subs.write().insert(plain, group, inner.session.client_id(), value);
+                }
+                Action::Unsubscribe { filter } => {
+                    let (group, plain) = split_shared(&filter);
+                    self.subs.write().remove(plain, group, inner.session.client_id());
+                }
+                Action::SendRetained { filter, options, id } => {
+                    self.send_retained(inner, slot, &filter, options, id, later);
+                }
+                Action::Dropped(reason) => self.stats.dropped(reason),
+                Action::Publish { .. } | Action::EndSession => later.push(action),
+            }
+        }
+        if !inner.session.is_connected() {
+            inner.conn = None;
+            slot.online.store(false, Ordering::Release);
+        }
+    }
+
+    fn send_retained(
+        &self,
+        inner: &mut SlotInner,
+        slot: &Arc<Slot>,
+        filter: &str,
+        options: holdfast_proto::SubscriptionOptions,
+        id: Option<u32>,
+        later: &mut Vec<Action>,
+    ) {
+        let now = now_millis();
+        let msgs: Vec<Arc<Message>> = {
+            let retained = self.retained.read();
+            let mut found = Vec::new();
+            retained.matching(filter, &mut found);
+            found.into_iter().map(|(_, m)| m.clone()).collect()
+        };
+        for msg in msgs {
+            // Retained messages sent on subscribe carry RETAIN = 1 [MQTT-3.3.1-8].
+            let d = Delivery { qos: msg.qos.min(options.qos), retain: true, subscription_ids: id.into_iter().collect(), msg };
+            let mut out = Vec::new();
+            inner.session.deliver(d, now, &mut out);
+            self.perform_locked(inner, slot, out, later);
+        }
+    }
+
+    /// Perform what must happen without the session's lock: routing (it locks other sessions) and
+    /// forgetting an ended session (it takes the registry lock).
+    fn perform_unlocked(&self, slot: &Arc<Slot>, actions: Vec<Action>, now: Millis) {
+        for action in actions {
+            match action {
+                Action::Publish { msg, ack } => {
+                    let outcome = self.route(msg, now);
+                    if let Some(ack) = ack {
+                        self.ack(slot, ack, outcome.reason(), now);
+                    }
+                }
+                Action::EndSession => self.forget(slot),
+                _ => {}
+            }
+        }
+    }
+
+    fn ack(&self, slot: &Arc<Slot>, ack: PendingAck, reason: ReasonCode, now: Millis) {
+        let later = self.run(slot, |s, out| s.publish_done(ack, reason, out));
+        self.perform_unlocked(slot, later, now);
+    }
+
+    fn forget(&self, slot: &Arc<Slot>) {
+        let mut reg = self.sessions.lock();
+        let inner = slot.inner.lock();
+        if !inner.session.has_ended() {
+            return; // a new connection already gave this client a new session
+        }
+        let id = inner.session.client_id().clone();
+        if reg.get(&id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            reg.remove(&id);
+        }
+    }
+
+    /// Route a message: update the retained index [MQTT-3.3.1-5] and deliver a copy to every matching
+    /// session.
+    pub fn route(&self, msg: Arc<Message>, now: Millis) -> RouteOutcome {
+        self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+        if msg.retain {
+            let mut retained = self.retained.write();
+            if msg.payload.is_empty() {
+                retained.remove(&msg.topic); // [MQTT-3.3.1-6] [MQTT-3.3.1-7]
+            } else {
+                retained.insert(&msg.topic, msg.clone());
+            }
+        }
+        let targets: Vec<(Arc<Slot>, Delivery)> = {
+            let subs = self.subs.read();
+            let mut matches = Matches::new();
+            subs.matches(&msg.topic, &mut matches);
+            let mut targets = Vec::new();
+            plan(&mut matches, &msg, |_, v| v.slot.online.load(Ordering::Acquire), &mut targets);
+            targets
+                .into_iter()
+                .map(|t| {
+                    let d = Delivery { msg: msg.clone(), qos: t.qos, retain: t.retain, subscription_ids: t.subscription_ids };
+                    (t.value.slot.clone(), d)
+                })
+                .collect()
+        };
+        let mut outcome = RouteOutcome::default();
+        for (slot, d) in targets {
+            let mut result = DeliverOutcome::Accepted;
+            let later = self.run(&slot, |s, out| result = s.deliver(d, now, out));
+            debug_assert!(later.is_empty());
+            match result {
+                DeliverOutcome::Accepted => outcome.delivered += 1,
+                DeliverOutcome::Dropped(DropReason::QueueFull) => outcome.dropped_full += 1,
+                // Not the publisher's concern: the subscriber's limits or its absence.
+                DeliverOutcome::Dropped(_) => outcome.delivered += 1,
+            }
+        }
+        outcome
+    }
+
+    /// Expire sessions and wills, and drop expired retained messages. Called every second or so.
+    pub fn sweep(&self, now: Millis) {
+        let slots: Vec<Arc<Slot>> = self.sessions.lock().values().cloned().collect();
+        for slot in slots {
+            if slot.online.load(Ordering::Acquire) {
+                continue;
+            }
+            let later = self.run(&slot, |s, out| {
+                s.tick(now, out);
+            });
+            self.perform_unlocked(&slot, later, now);
+        }
+        self.retained.write().retain(|_, m| !m.is_expired(now));
+    }
+
+    /// Tell every connected client the server is going away (v5: 0x8B Server shutting down).
+    pub fn disconnect_all(&self, reason: ReasonCode) {
+        let slots: Vec<Arc<Slot>> = self.sessions.lock().values().cloned().collect();
+        for slot in slots {
+            let inner = slot.inner.lock();
+            if let Some(conn) = &inner.conn {
+                let v5 = inner.session.protocol().is_v5();
+                conn.send(Outbound::Close(v5.then_some(reason)));
+            }
+        }
+    }
+}
+
+fn split_shared(filter: &str) -> (Option<&str>, &str) {
+    match parse_shared(filter) {
+        Some(Ok((group, plain))) => (Some(group), plain),
+        _ => (None, filter),
+    }
+}
+
+fn is_qos0_publish(p: &Packet) -> bool {
+    matches!(p, Packet::Publish(p) if p.qos == QoS::AtMostOnce)
+}

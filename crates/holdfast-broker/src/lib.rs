@@ -1,0 +1,92 @@
+//! The Holdfast server: listeners, connection tasks and the wiring of core and store.
+
+pub mod broker;
+pub mod config;
+mod connection;
+pub mod stats;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use holdfast_proto::ReasonCode;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::broker::{now_millis, Broker};
+use crate::config::{Config, ListenerProtocol};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("listener {addr}: protocol {protocol} is not supported yet")]
+    Unsupported { addr: SocketAddr, protocol: &'static str },
+}
+
+/// How often offline sessions, wills and retained messages are checked for expiry.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Run the broker until `shutdown` completes, then disconnect every client (MQTT 5 clients get 0x8B
+/// Server shutting down) and return.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let broker = Arc::new(Broker::new(config.core.clone(), config.max_connections));
+    let mut tasks = JoinSet::new();
+    for l in &config.listeners {
+        let protocol = match l.protocol {
+            ListenerProtocol::Tcp => "tcp",
+            ListenerProtocol::Tls => "tls",
+            ListenerProtocol::Ws => "ws",
+            ListenerProtocol::Wss => "wss",
+        };
+        if l.protocol != ListenerProtocol::Tcp {
+            return Err(ServeError::Unsupported { addr: l.bind, protocol });
+        }
+        let listener = TcpListener::bind(l.bind).await.map_err(|source| ServeError::Bind { addr: l.bind, source })?;
+        let local = listener.local_addr().unwrap_or(l.bind);
+        info!(addr = %local, protocol, "listening");
+        tasks.spawn(accept_loop(broker.clone(), listener));
+    }
+    let sweeper = broker.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            sweeper.sweep(now_millis());
+        }
+    });
+    info!(version = env!("CARGO_PKG_VERSION"), "holdfast ready");
+    shutdown.await;
+    info!("shutting down");
+    tasks.abort_all();
+    broker.disconnect_all(ReasonCode::SERVER_SHUTTING_DOWN);
+    let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+    while broker.connections.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = broker.connections.load(Ordering::Relaxed);
+    if left > 0 {
+        warn!(connections = left, "shutdown timeout reached with connections open");
+    }
+    Ok(())
+}
+
+async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(connection::serve_connection(broker.clone(), stream, peer));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                error!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

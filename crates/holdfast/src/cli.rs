@@ -1,0 +1,267 @@
+//! The command line: what `holdfast` accepts, and how `serve`'s options override the config file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use holdfast_broker::config::{validate_log_level, Config, ConfigError, ListenerConfig};
+
+/// Holdfast, an MQTT 3.1, 3.1.1 and 5.0 broker that stores session state as safely as you ask.
+#[derive(Debug, Parser)]
+#[command(
+    name = "holdfast",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker until SIGINT or SIGTERM.
+    #[command(long_about = "Run the broker until SIGINT or SIGTERM.\n\n\
+        Without --config it runs on the built-in defaults: MQTT over TCP on 0.0.0.0:1883, data in \
+        ./holdfast-data. Options given here override the config file. A config file that cannot be \
+        read or is invalid stops the broker with exit code 2 and a message naming the line and key.\n\n\
+        On SIGINT or SIGTERM the broker shuts down gracefully within [server] shutdown_timeout; \
+        a second signal ends it at once.")]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Read this TOML config file (every key optional; see docs/configuration.md and
+    /// holdfast.example.toml)
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Listen for MQTT over plain TCP on ADDR:PORT, instead of the configured listeners
+    /// (repeatable, e.g. --listen 0.0.0.0:1883 --listen [::]:1883)
+    #[arg(short, long, value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+
+    /// Keep stored sessions and retained messages in DIR (overrides storage.data_dir)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log level or tracing directives, e.g. "debug" or "info,holdfast_broker=trace"
+    /// (overrides log.level; RUST_LOG, when set, wins)
+    #[arg(long, value_name = "LEVEL", value_parser = parse_log_level)]
+    pub log_level: Option<String>,
+
+    /// Address of the HTTP admin API (reserved for a later release)
+    #[arg(long, value_name = "ADDR:PORT", hide = true)]
+    pub admin_listen: Option<SocketAddr>,
+}
+
+fn parse_log_level(level: &str) -> Result<String, String> {
+    validate_log_level(level).map(|()| level.to_string())
+}
+
+impl ServeArgs {
+    /// The config file (or the defaults) with the command-line overrides applied.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if !self.listen.is_empty() {
+            let mut listeners: Vec<ListenerConfig> = Vec::with_capacity(self.listen.len());
+            for &bind in &self.listen {
+                if listeners.iter().any(|l| l.bind == bind) {
+                    return Err(ConfigError::Invalid {
+                        origin: "command line".to_string(),
+                        line: None,
+                        key: "--listen".to_string(),
+                        message: format!("{bind} is given twice"),
+                    });
+                }
+                listeners.push(ListenerConfig::tcp(bind));
+            }
+            config.listeners = listeners;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.storage.data_dir = dir.clone();
+        }
+        if let Some(level) = &self.log_level {
+            config.log.level = level.clone();
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+    use holdfast_broker::config::ListenerProtocol;
+
+    use super::*;
+
+    fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let argv = ["holdfast", "serve"].iter().chain(args);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Serve(args) => args,
+        })
+    }
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_without_arguments_runs_on_the_defaults() {
+        let args = serve_args(&[]).unwrap();
+        assert_eq!(args.load_config().unwrap(), Config::default());
+    }
+
+    #[test]
+    fn serve_accepts_every_option() {
+        let args = serve_args(&[
+            "--config",
+            "/etc/holdfast.toml",
+            "--listen",
+            "127.0.0.1:1884",
+            "-l",
+            "[::1]:1885",
+            "--data-dir",
+            "/tmp/hf",
+            "--log-level",
+            "debug,holdfast_core=trace",
+            "--admin-listen",
+            "127.0.0.1:8080",
+        ])
+        .unwrap();
+        assert_eq!(args.config, Some(PathBuf::from("/etc/holdfast.toml")));
+        assert_eq!(
+            args.listen,
+            [
+                "127.0.0.1:1884".parse().unwrap(),
+                "[::1]:1885".parse::<SocketAddr>().unwrap()
+            ]
+        );
+        assert_eq!(args.data_dir, Some(PathBuf::from("/tmp/hf")));
+        assert_eq!(args.log_level.as_deref(), Some("debug,holdfast_core=trace"));
+        assert_eq!(args.admin_listen, Some("127.0.0.1:8080".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_option_values_are_usage_errors() {
+        for args in [
+            &["--listen", "localhost"][..],
+            &["--listen", "1883"],
+            &["--log-level", "loud"],
+            &["--admin-listen", "x"],
+            &["--unknown"],
+        ] {
+            let err = serve_args(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+        let err = serve_args(&["--log-level", "inof"]).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown log level \"inof\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn help_and_version() {
+        let err = Cli::try_parse_from(["holdfast"]).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+        let err = Cli::try_parse_from(["holdfast", "--version"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::DisplayVersion);
+        assert!(err.to_string().contains(env!("CARGO_PKG_VERSION")));
+        let help = Cli::try_parse_from(["holdfast", "serve", "--help"])
+            .unwrap_err()
+            .to_string();
+        for option in [
+            "--config <FILE>",
+            "--listen <ADDR:PORT>",
+            "--data-dir <DIR>",
+            "--log-level <LEVEL>",
+        ] {
+            assert!(help.contains(option), "{option} in:\n{help}");
+        }
+        assert!(
+            !help.contains("--admin-listen"),
+            "not advertised before it works"
+        );
+    }
+
+    #[test]
+    fn overrides_replace_the_configured_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("holdfast.toml");
+        std::fs::write(
+            &path,
+            "[[listener]]\nbind = \"0.0.0.0:8883\"\nprotocol = \"tls\"\ncert = \"c\"\nkey = \"k\"\n\
+             [storage]\ndata_dir = \"/var/lib/holdfast\"\n[log]\nlevel = \"warn\"\n[limits]\nmax_inflight = 9\n",
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+
+        let config = serve_args(&["-c", path]).unwrap().load_config().unwrap();
+        assert_eq!(config.listeners[0].protocol, ListenerProtocol::Tls);
+        assert_eq!(config.log.level, "warn");
+
+        let config = serve_args(&[
+            "-c",
+            path,
+            "--listen",
+            "127.0.0.1:1883",
+            "--listen",
+            "127.0.0.1:1884",
+            "--data-dir",
+            "data",
+            "--log-level",
+            "debug",
+        ])
+        .unwrap()
+        .load_config()
+        .unwrap();
+        assert_eq!(
+            config.listeners,
+            [
+                ListenerConfig::tcp("127.0.0.1:1883".parse().unwrap()),
+                ListenerConfig::tcp("127.0.0.1:1884".parse().unwrap()),
+            ]
+        );
+        assert_eq!(config.storage.data_dir, PathBuf::from("data"));
+        assert_eq!(config.log.level, "debug");
+        assert_eq!(
+            config.core.max_inflight, 9,
+            "the rest of the file still applies"
+        );
+    }
+
+    #[test]
+    fn config_errors_surface_with_their_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[limits]\nmax_inflight = 0\n").unwrap();
+        let err = serve_args(&["--config", path.to_str().unwrap()])
+            .unwrap()
+            .load_config()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("line 2: limits.max_inflight: "),
+            "{err}"
+        );
+
+        let err = serve_args(&["--listen", "0.0.0.0:1883", "--listen", "0.0.0.0:1883"])
+            .unwrap()
+            .load_config()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "command line: --listen: 0.0.0.0:1883 is given twice"
+        );
+    }
+}
