@@ -7,13 +7,22 @@ pub enum DecodeError {
     #[error("packet of {size} bytes exceeds maximum packet size {max}")]
     TooLarge { size: usize, max: usize },
     #[error("malformed {packet}: {why}")]
-    Malformed { packet: &'static str, why: &'static str },
+    Malformed {
+        packet: &'static str,
+        why: &'static str,
+    },
     #[error("protocol error in {packet}: {why}")]
-    Protocol { packet: &'static str, why: &'static str },
+    Protocol {
+        packet: &'static str,
+        why: &'static str,
+    },
     #[error("unsupported protocol: {0}")]
     UnsupportedProtocol(&'static str),
     #[error("invalid topic name in {packet}: {why}")]
-    TopicName { packet: &'static str, why: &'static str },
+    TopicName {
+        packet: &'static str,
+        why: &'static str,
+    },
 }
 
 impl DecodeError {
@@ -33,5 +42,8 @@ pub enum EncodeError {
     #[error("packet of {size} bytes exceeds maximum packet size {max}")]
     TooLarge { size: usize, max: usize },
     #[error("cannot encode {packet}: {why}")]
-    Invalid { packet: &'static str, why: &'static str },
+    Invalid {
+        packet: &'static str,
+        why: &'static str,
+    },
 }
