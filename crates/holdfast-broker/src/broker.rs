@@ -11,24 +11,33 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use holdfast_core::action::PendingAck;
 use holdfast_core::connect::ConnectParams;
+use holdfast_core::message::StoredRef;
+use holdfast_core::persist::{Op, StoredMessage};
 use holdfast_core::retained::RetainedIndex;
 use holdfast_core::router::{plan, SubscriberEntry};
-use holdfast_core::session::{DeliverOutcome, Delivery, Subscription};
+use holdfast_core::session::{DeliverOutcome, Delivery, Restored, Subscription};
 use holdfast_core::topic::{Matches, SubscriptionTree};
-use holdfast_core::{Action, ClientId, CoreConfig, DropReason, Message, Millis, Session};
+use holdfast_core::{
+    Action, ClientId, CoreConfig, DropReason, Durability, Message, Millis, Session,
+};
 use holdfast_proto::topic::parse_shared;
 use holdfast_proto::{Packet, QoS, ReasonCode};
+use holdfast_store::{Store, StoredState};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
 
 use crate::stats::Stats;
+use crate::ticket::Ticket;
 
 /// Most packets waiting to be written to one connection before QoS 0 messages to it are dropped: a
 /// client that does not read must not grow the broker's memory without bound.
 const MAX_PENDING_WRITES: usize = 16 * 1024;
 
 pub fn now_millis() -> Millis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
 }
 
 /// What a connection task is told to write.
@@ -36,6 +45,9 @@ pub fn now_millis() -> Millis {
 #[derive(Debug)]
 pub enum Outbound {
     Packet(Packet),
+    /// Send nothing more until this commit completes; if it fails, what follows must not acknowledge
+    /// anything (see `Connection::gated`).
+    Wait(Arc<Ticket>),
     /// Close the connection, after a DISCONNECT with this reason for MQTT 5 clients.
     Close(Option<ReasonCode>),
 }
@@ -49,11 +61,23 @@ pub struct ConnHandle {
 }
 
 impl ConnHandle {
-    pub fn new() -> (ConnHandle, mpsc::UnboundedReceiver<Outbound>, Arc<AtomicUsize>) {
+    pub fn new() -> (
+        ConnHandle,
+        mpsc::UnboundedReceiver<Outbound>,
+        Arc<AtomicUsize>,
+    ) {
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let closing = Arc::new(AtomicBool::new(false));
-        (ConnHandle { tx, pending: pending.clone(), closing }, rx, pending)
+        (
+            ConnHandle {
+                tx,
+                pending: pending.clone(),
+                closing,
+            },
+            rx,
+            pending,
+        )
     }
 
     /// Set once the server has decided to close this connection: the reader stops at once.
@@ -90,8 +114,20 @@ impl SubscriberEntry for SubValue {
     }
 }
 
+/// The store changes one call on a session made, committed together when the call is done.
+#[derive(Default)]
+struct Batch {
+    ops: Vec<Op>,
+    class: Option<Durability>,
+    ticket: Option<Arc<Ticket>>,
+}
+
 pub struct Broker {
     pub cfg: Arc<CoreConfig>,
+    store: Arc<dyn Store>,
+    next_message_id: AtomicU64,
+    /// Tells the store a message body has no reference left.
+    message_dropped: Arc<dyn Fn(u64) + Send + Sync>,
     sessions: Mutex<HashMap<ClientId, Arc<Slot>>>,
     subs: RwLock<SubscriptionTree<SubValue>>,
     retained: RwLock<RetainedIndex<Arc<Message>>>,
@@ -99,7 +135,16 @@ pub struct Broker {
     pub max_connections: usize,
     pub connections: AtomicUsize,
     next_client_id: AtomicU64,
+    next_connection: AtomicU64,
     id_prefix: String,
+}
+
+/// What was restored at start.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Restore {
+    pub sessions: usize,
+    pub messages: usize,
+    pub retained: usize,
 }
 
 /// The result of routing one message.
@@ -107,6 +152,8 @@ pub struct Broker {
 pub struct RouteOutcome {
     pub delivered: usize,
     pub dropped_full: usize,
+    /// Something of the message was written to the store.
+    pub stored: bool,
 }
 
 impl RouteOutcome {
@@ -121,9 +168,15 @@ impl RouteOutcome {
 }
 
 impl Broker {
-    pub fn new(cfg: CoreConfig, max_connections: usize) -> Broker {
+    pub fn new(cfg: CoreConfig, max_connections: usize, store: Arc<dyn Store>) -> Broker {
+        let dropped_to = store.clone();
         Broker {
             cfg: Arc::new(cfg),
+            store,
+            next_message_id: AtomicU64::new(1),
+            message_dropped: Arc::new(move |id| {
+                dropped_to.commit(vec![Op::DeleteMessage { id }], Durability::Flush, None)
+            }),
             sessions: Mutex::new(HashMap::new()),
             subs: RwLock::new(SubscriptionTree::new()),
             retained: RwLock::new(RetainedIndex::new()),
@@ -131,13 +184,18 @@ impl Broker {
             max_connections,
             connections: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
+            next_connection: AtomicU64::new(1),
             id_prefix: format!("holdfast-{:x}-", now_millis()),
         }
     }
 
     /// A client identifier for a client that sent none [MQTT-3.1.3-6].
     pub fn new_client_id(&self) -> String {
-        format!("{}{}", self.id_prefix, self.next_client_id.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}{}",
+            self.id_prefix,
+            self.next_client_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     pub fn session_count(&self) -> usize {
@@ -150,7 +208,12 @@ impl Broker {
 
     /// Attach a new connection to the session of `p.client_id`: take over a connected session, discard
     /// the old one on Clean Start [MQTT-3.1.2-4], or resume it [MQTT-3.1.2-5]. Sends the CONNACK.
-    pub fn open_session(&self, p: ConnectParams, handle: ConnHandle, now: Millis) -> (Arc<Slot>, u64) {
+    pub fn open_session(
+        &self,
+        p: ConnectParams,
+        handle: ConnHandle,
+        now: Millis,
+    ) -> (Arc<Slot>, u64) {
         let mut later = Vec::new();
         let mut reg = self.sessions.lock();
         let (slot, created) = match reg.get(&p.client_id) {
@@ -174,16 +237,18 @@ impl Broker {
         if !resume && !created {
             inner.session.discard(true, now, &mut out);
         }
-        self.perform_locked(&mut inner, &slot, out, &mut later);
+        let mut batch = Batch::default();
+        self.perform_locked(&mut inner, &slot, out, &mut later, &mut batch);
         if !resume {
             inner.session = Session::new(p.client_id.clone(), p.protocol, self.cfg.clone());
         }
         inner.conn = Some(handle);
         slot.online.store(true, Ordering::Release);
         let mut out = Vec::new();
-        inner.session.attach(p, resume, now, &mut out);
-        let generation = inner.session.generation();
-        self.perform_locked(&mut inner, &slot, out, &mut later);
+        let generation = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        inner.session.attach(p, resume, generation, now, &mut out);
+        self.perform_locked(&mut inner, &slot, out, &mut later, &mut batch);
+        self.commit(batch);
         drop(inner);
         drop(reg);
         // The old session's end was superseded by this one: only its will and drops remain to do.
@@ -194,7 +259,7 @@ impl Broker {
 
     /// The connection of `generation` is gone.
     pub fn close_session(&self, slot: &Arc<Slot>, generation: u64, now: Millis) {
-        let later = self.run(slot, |s, out| {
+        let later = self.run(slot, None, |s, out| {
             s.detach(generation, now, out);
         });
         self.perform_unlocked(slot, later, now);
@@ -202,27 +267,68 @@ impl Broker {
 
     /// Handle a packet from the client of `slot`.
     pub fn handle_packet(&self, slot: &Arc<Slot>, packet: Packet, now: Millis) {
-        let later = self.run(slot, |s, out| s.handle_packet(packet, now, out));
+        let later = self.run(slot, None, |s, out| s.handle_packet(packet, now, out));
         self.perform_unlocked(slot, later, now);
     }
 
     /// Run `f` on the session with its lock held and perform the actions that must keep their order
-    /// relative to other callers (writes, subscription changes). Returns the rest.
-    fn run(&self, slot: &Arc<Slot>, f: impl FnOnce(&mut Session, &mut Vec<Action>)) -> Vec<Action> {
+    /// relative to other callers: writes, store changes, subscription changes. Writes wait for `gate`
+    /// and for the store changes `f` made. Returns the rest.
+    fn run(
+        &self,
+        slot: &Arc<Slot>,
+        gate: Option<Arc<Ticket>>,
+        f: impl FnOnce(&mut Session, &mut Vec<Action>),
+    ) -> Vec<Action> {
         let mut later = Vec::new();
         let mut inner = slot.inner.lock();
         let mut out = Vec::new();
         f(&mut inner.session, &mut out);
-        self.perform_locked(&mut inner, slot, out, &mut later);
+        let mut batch = Batch::default();
+        if let (Some(gate), Some(conn)) = (gate, &inner.conn) {
+            if gate.is_pending() && out.iter().any(|a| matches!(a, Action::Send(_))) {
+                conn.send(Outbound::Wait(gate));
+            }
+        }
+        self.perform_locked(&mut inner, slot, out, &mut later, &mut batch);
+        self.commit(batch);
         later
     }
 
-    fn perform_locked(&self, inner: &mut SlotInner, slot: &Arc<Slot>, out: Vec<Action>, later: &mut Vec<Action>) {
+    /// Hand a batch to the store; its ticket completes when the store is done with it.
+    fn commit(&self, batch: Batch) {
+        let Some(class) = batch.class else { return };
+        let done = batch.ticket.map(|t| t.completion());
+        self.store.commit(batch.ops, class, done);
+    }
+
+    fn perform_locked(
+        &self,
+        inner: &mut SlotInner,
+        slot: &Arc<Slot>,
+        out: Vec<Action>,
+        later: &mut Vec<Action>,
+        batch: &mut Batch,
+    ) {
         for action in out {
             match action {
+                Action::Persist(op, class) => {
+                    batch.ops.push(op);
+                    batch.class = Some(batch.class.map_or(class, |c| c.max(class)));
+                    if batch.ticket.is_none() {
+                        let ticket = Ticket::new();
+                        // Everything written after this waits until the batch is stored.
+                        if let Some(conn) = &inner.conn {
+                            conn.send(Outbound::Wait(ticket.clone()));
+                        }
+                        batch.ticket = Some(ticket);
+                    }
+                }
                 Action::Send(packet) => {
                     if let Some(conn) = &inner.conn {
-                        if is_qos0_publish(&packet) && conn.pending.load(Ordering::Relaxed) > MAX_PENDING_WRITES {
+                        if is_qos0_publish(&packet)
+                            && conn.pending.load(Ordering::Relaxed) > MAX_PENDING_WRITES
+                        {
                             self.stats.dropped(DropReason::QueueFull);
                             continue;
                         }
@@ -238,17 +344,32 @@ impl Broker {
                         conn.send(Outbound::Close(reason));
                     }
                 }
-                Action::Subscribe { filter, options, id } => {
+                Action::Subscribe {
+                    filter,
+                    options,
+                    id,
+                } => {
                     let (group, plain) = split_shared(&filter);
-                    let value = SubValue { slot: slot.clone(), sub: Subscription { options, id } };
-                    self.subs.write().insert(plain, group, inner.session.client_id(), value);
+                    let value = SubValue {
+                        slot: slot.clone(),
+                        sub: Subscription { options, id },
+                    };
+                    self.subs
+                        .write()
+                        .insert(plain, group, inner.session.client_id(), value);
                 }
                 Action::Unsubscribe { filter } => {
                     let (group, plain) = split_shared(&filter);
-                    self.subs.write().remove(plain, group, inner.session.client_id());
+                    self.subs
+                        .write()
+                        .remove(plain, group, inner.session.client_id());
                 }
-                Action::SendRetained { filter, options, id } => {
-                    self.send_retained(inner, slot, &filter, options, id, later);
+                Action::SendRetained {
+                    filter,
+                    options,
+                    id,
+                } => {
+                    self.send_retained(inner, slot, &filter, options, id, later, batch);
                 }
                 Action::Dropped(reason) => self.stats.dropped(reason),
                 Action::Publish { .. } | Action::EndSession => later.push(action),
@@ -268,6 +389,7 @@ impl Broker {
         options: holdfast_proto::SubscriptionOptions,
         id: Option<u32>,
         later: &mut Vec<Action>,
+        batch: &mut Batch,
     ) {
         let now = now_millis();
         let msgs: Vec<Arc<Message>> = {
@@ -278,10 +400,16 @@ impl Broker {
         };
         for msg in msgs {
             // Retained messages sent on subscribe carry RETAIN = 1 [MQTT-3.3.1-8].
-            let d = Delivery { qos: msg.qos.min(options.qos), retain: true, subscription_ids: id.into_iter().collect(), msg };
+            let d = Delivery {
+                qos: msg.qos.min(options.qos),
+                retain: true,
+                subscription_ids: id.into_iter().collect(),
+                msg,
+                seq: 0,
+            };
             let mut out = Vec::new();
             inner.session.deliver(d, now, &mut out);
-            self.perform_locked(inner, slot, out, later);
+            self.perform_locked(inner, slot, out, later, batch);
         }
     }
 
@@ -291,9 +419,10 @@ impl Broker {
         for action in actions {
             match action {
                 Action::Publish { msg, ack } => {
+                    let class = msg.durability;
                     let outcome = self.route(msg, now);
                     if let Some(ack) = ack {
-                        self.ack(slot, ack, outcome.reason(), now);
+                        self.ack(slot, ack, outcome, class, now);
                     }
                 }
                 Action::EndSession => self.forget(slot),
@@ -302,8 +431,26 @@ impl Broker {
         }
     }
 
-    fn ack(&self, slot: &Arc<Slot>, ack: PendingAck, reason: ReasonCode, now: Millis) {
-        let later = self.run(slot, |s, out| s.publish_done(ack, reason, out));
+    /// Acknowledge a routed publish. When anything of it was stored, the PUBACK/PUBREC waits for an
+    /// (empty) commit of the message's class: batches complete in order, so that one completing means
+    /// the message and every queue entry made for it are stored as durably as promised.
+    fn ack(
+        &self,
+        slot: &Arc<Slot>,
+        ack: PendingAck,
+        outcome: RouteOutcome,
+        class: Durability,
+        now: Millis,
+    ) {
+        let gate = (outcome.stored && class != Durability::Volatile).then(|| {
+            let ticket = Ticket::new();
+            self.store
+                .commit(Vec::new(), class, Some(ticket.completion()));
+            ticket
+        });
+        let later = self.run(slot, gate, |s, out| {
+            s.publish_done(ack, outcome.reason(), out)
+        });
         self.perform_unlocked(slot, later, now);
     }
 
@@ -319,10 +466,13 @@ impl Broker {
         }
     }
 
-    /// Route a message: update the retained index [MQTT-3.3.1-5] and deliver a copy to every matching
-    /// session.
-    pub fn route(&self, msg: Arc<Message>, now: Millis) -> RouteOutcome {
+    /// Route a message: store its body when its class asks for it, update the retained index
+    /// [MQTT-3.3.1-5] and deliver a copy to every matching session. A `sync` message reaches no
+    /// subscriber before it is fsync'd.
+    pub fn route(&self, mut msg: Arc<Message>, now: Millis) -> RouteOutcome {
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+        let mut outcome = RouteOutcome::default();
+        let gate = self.store_message(&mut msg, &mut outcome);
         if msg.retain {
             let mut retained = self.retained.write();
             if msg.payload.is_empty() {
@@ -336,19 +486,38 @@ impl Broker {
             let mut matches = Matches::new();
             subs.matches(&msg.topic, &mut matches);
             let mut targets = Vec::new();
-            plan(&mut matches, &msg, |_, v| v.slot.online.load(Ordering::Acquire), &mut targets);
+            plan(
+                &mut matches,
+                &msg,
+                |_, v| v.slot.online.load(Ordering::Acquire),
+                &mut targets,
+            );
             targets
                 .into_iter()
                 .map(|t| {
-                    let d = Delivery { msg: msg.clone(), qos: t.qos, retain: t.retain, subscription_ids: t.subscription_ids };
+                    let d = Delivery {
+                        msg: msg.clone(),
+                        qos: t.qos,
+                        retain: t.retain,
+                        subscription_ids: t.subscription_ids,
+                        seq: 0,
+                    };
                     (t.value.slot.clone(), d)
                 })
                 .collect()
         };
-        let mut outcome = RouteOutcome::default();
+        tracing::trace!(
+            topic = &*msg.topic,
+            qos = msg.qos.as_u8(),
+            targets = targets.len(),
+            "route"
+        );
+        drop(msg);
         for (slot, d) in targets {
             let mut result = DeliverOutcome::Accepted;
-            let later = self.run(&slot, |s, out| result = s.deliver(d, now, out));
+            let later = self.run(&slot, gate.clone(), |s, out| {
+                result = s.deliver(d, now, out)
+            });
             debug_assert!(later.is_empty());
             match result {
                 DeliverOutcome::Accepted => outcome.delivered += 1,
@@ -360,6 +529,137 @@ impl Broker {
         outcome
     }
 
+    /// Store the body of a message whose class is not volatile (QoS 1/2 messages, and retained ones),
+    /// together with its retained-index change. Returns the ticket deliveries must wait for (`sync`).
+    fn store_message(
+        &self,
+        msg: &mut Arc<Message>,
+        outcome: &mut RouteOutcome,
+    ) -> Option<Arc<Ticket>> {
+        let class = msg.durability;
+        if class == Durability::Volatile {
+            return None;
+        }
+        let mut ops = Vec::new();
+        if msg.qos != QoS::AtMostOnce || (msg.retain && !msg.payload.is_empty()) {
+            let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+            let stored = Some(Arc::new(StoredRef::new(id, self.message_dropped.clone())));
+            Arc::make_mut(msg).stored = stored;
+            ops.push(Op::PutMessage {
+                id,
+                message: StoredMessage::from_message(msg),
+            });
+            if msg.retain {
+                ops.push(Op::PutRetained {
+                    topic: msg.topic.to_string(),
+                    message_id: id,
+                });
+            }
+        } else if msg.retain {
+            ops.push(Op::DeleteRetained {
+                topic: msg.topic.to_string(),
+            });
+        }
+        if ops.is_empty() {
+            return None;
+        }
+        outcome.stored = true;
+        let ticket = (class == Durability::Sync).then(Ticket::new);
+        self.store
+            .commit(ops, class, ticket.as_ref().map(|t| t.completion()));
+        ticket
+    }
+
+    /// Rebuild sessions, subscriptions and retained messages from what the store recovered at start.
+    /// Restored sessions route again at once: their subscriptions go straight into the topic tree.
+    pub fn restore(&self, state: StoredState, now: Millis) -> Restore {
+        let mut summary = Restore::default();
+        let max_id = state.messages.keys().next_back().copied().unwrap_or(0);
+        self.next_message_id.store(max_id + 1, Ordering::Relaxed);
+        let messages: HashMap<u64, Arc<Message>> = state
+            .messages
+            .into_iter()
+            .map(|(id, m)| {
+                let mut msg = m.into_message(&self.cfg);
+                msg.stored = Some(Arc::new(StoredRef::new(id, self.message_dropped.clone())));
+                (id, Arc::new(msg))
+            })
+            .collect();
+        {
+            let mut retained = self.retained.write();
+            for (topic, id) in state.retained {
+                if let Some(m) = messages.get(&id).filter(|m| !m.is_expired(now)) {
+                    retained.insert(&topic, m.clone());
+                    summary.retained += 1;
+                }
+            }
+        }
+        for (client_id, stored) in state.sessions {
+            let restored = Restored {
+                record: stored.record,
+                subscriptions: stored
+                    .subscriptions
+                    .into_iter()
+                    .map(|(f, (o, id))| (f, o, id))
+                    .collect(),
+                outbound: stored
+                    .outbound
+                    .into_iter()
+                    .filter_map(|(seq, e)| {
+                        messages
+                            .get(&e.message_id)
+                            .map(|m| (seq, e.clone(), m.clone()))
+                    })
+                    .collect(),
+                inbound_qos2: stored.inbound_qos2.into_iter().collect(),
+            };
+            summary.messages += restored.outbound.len();
+            let client: ClientId = client_id.into();
+            let mut out = Vec::new();
+            let mut session =
+                Session::restore(client.clone(), restored, self.cfg.clone(), now, &mut out);
+            // Expiry counts the time the broker was down [MQTT-3.1.2-23].
+            session.tick(now, &mut out);
+            let slot = Arc::new(Slot {
+                inner: Mutex::new(SlotInner {
+                    session,
+                    conn: None,
+                }),
+                online: AtomicBool::new(false),
+            });
+            let mut inner = slot.inner.lock();
+            {
+                let mut subs = self.subs.write();
+                for (filter, sub) in inner.session.subscriptions() {
+                    let (group, plain) = split_shared(filter);
+                    subs.insert(
+                        plain,
+                        group,
+                        &client,
+                        SubValue {
+                            slot: slot.clone(),
+                            sub: *sub,
+                        },
+                    );
+                }
+            }
+            self.sessions.lock().insert(client, slot.clone());
+            let mut later = Vec::new();
+            let mut batch = Batch::default();
+            self.perform_locked(&mut inner, &slot, out, &mut later, &mut batch);
+            self.commit(batch);
+            drop(inner);
+            self.perform_unlocked(&slot, later, now);
+            summary.sessions += 1;
+        }
+        summary
+    }
+
+    /// Write and fsync everything still pending in the store.
+    pub fn close_store(&self) {
+        self.store.close();
+    }
+
     /// Expire sessions and wills, and drop expired retained messages. Called every second or so.
     pub fn sweep(&self, now: Millis) {
         let slots: Vec<Arc<Slot>> = self.sessions.lock().values().cloned().collect();
@@ -367,7 +667,7 @@ impl Broker {
             if slot.online.load(Ordering::Acquire) {
                 continue;
             }
-            let later = self.run(&slot, |s, out| {
+            let later = self.run(&slot, None, |s, out| {
                 s.tick(now, out);
             });
             self.perform_unlocked(&slot, later, now);

@@ -187,14 +187,39 @@ impl StorageConfig {
     /// The durability class of a message published to `topic`: that of the first rule with a
     /// matching filter, else the default.
     pub fn durability_for(&self, topic: &str) -> Durability {
-        self.rules
-            .iter()
-            .find(|rule| {
-                rule.topics
-                    .iter()
-                    .any(|filter| holdfast_proto::topic::matches(filter, topic))
-            })
-            .map_or(self.durability, |rule| rule.durability)
+        Durability::from_core(self.durability_rules().for_topic(topic))
+    }
+
+    /// The rules as the broker logic applies them: one entry per filter, in file order.
+    pub fn durability_rules(&self) -> holdfast_core::durability::DurabilityRules {
+        holdfast_core::durability::DurabilityRules {
+            default: self.durability.into(),
+            rules: self
+                .rules
+                .iter()
+                .flat_map(|r| r.topics.iter().map(|t| (t.clone(), r.durability.into())))
+                .collect(),
+        }
+    }
+}
+
+impl From<Durability> for holdfast_core::Durability {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::Volatile => holdfast_core::Durability::Volatile,
+            Durability::Flush => holdfast_core::Durability::Flush,
+            Durability::Sync => holdfast_core::Durability::Sync,
+        }
+    }
+}
+
+impl Durability {
+    fn from_core(d: holdfast_core::Durability) -> Durability {
+        match d {
+            holdfast_core::Durability::Volatile => Durability::Volatile,
+            holdfast_core::Durability::Flush => Durability::Flush,
+            holdfast_core::Durability::Sync => Durability::Sync,
+        }
     }
 }
 

@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use holdfast_core::connect::{connack_refused, validate_connect};
-use holdfast_proto::{decode_packet, encode_packet, Connect, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode};
+use holdfast_proto::{
+    decode_packet, encode_packet, Connect, DecodeError, Disconnect, Packet, ProtocolVersion,
+    ReasonCode,
+};
+use holdfast_store::StoreError;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{sleep_until, timeout, Instant};
@@ -46,7 +50,12 @@ where
 {
     let max_packet = broker.cfg.max_packet_size as usize;
     let mut rbuf = BytesMut::with_capacity(4096);
-    let connect = match timeout(CONNECT_TIMEOUT, read_connect(&mut stream, &mut rbuf, max_packet)).await {
+    let connect = match timeout(
+        CONNECT_TIMEOUT,
+        read_connect(&mut stream, &mut rbuf, max_packet),
+    )
+    .await
+    {
         Ok(Ok(c)) => c,
         Ok(Err(ConnectFailure::Decode(DecodeError::UnsupportedProtocol(why)))) => {
             // [MQTT-3.1.2-2] answer an unsupported protocol level with return code 0x01, then close.
@@ -65,16 +74,28 @@ where
     };
     let version = connect.protocol;
     let refuse = |reason: ReasonCode| Packet::ConnAck(connack_refused(reason));
-    if broker.max_connections > 0 && broker.connections.load(Ordering::Relaxed) > broker.max_connections {
-        broker.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
-        let reason = if version.is_v5() { ReasonCode::QUOTA_EXCEEDED } else { ReasonCode::SERVER_UNAVAILABLE };
+    if broker.max_connections > 0
+        && broker.connections.load(Ordering::Relaxed) > broker.max_connections
+    {
+        broker
+            .stats
+            .connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+        let reason = if version.is_v5() {
+            ReasonCode::QUOTA_EXCEEDED
+        } else {
+            ReasonCode::SERVER_UNAVAILABLE
+        };
         write_packets(&mut stream, version, [refuse(reason)]).await;
         return;
     }
     let params = match validate_connect(connect, &broker.cfg, || broker.new_client_id()) {
         Ok(p) => p,
         Err(reason) => {
-            broker.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+            broker
+                .stats
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
             info!(%reason, "connection refused");
             write_packets(&mut stream, version, [refuse(reason)]).await;
             return;
@@ -90,8 +111,18 @@ where
     let (handle, rx, pending) = ConnHandle::new();
     let closing = handle.closing();
     let (slot, generation) = broker.open_session(params, handle, now_millis());
-    let mut conn = Connection { stream, rbuf, wbuf: BytesMut::with_capacity(8192), version, max_packet };
-    let end = conn.pump(&broker, &slot, rx, &pending, &closing, keep_alive).await;
+    let mut conn = Connection {
+        stream,
+        rbuf,
+        wbuf: BytesMut::with_capacity(8192),
+        version,
+        max_packet,
+        gate_failed: None,
+        close_after_write: false,
+    };
+    let end = conn
+        .pump(&broker, &slot, rx, &pending, &closing, keep_alive)
+        .await;
     debug!(?end, "disconnected");
     broker.close_session(&slot, generation, now_millis());
     let _ = conn.stream.shutdown().await;
@@ -112,6 +143,9 @@ struct Connection<S> {
     wbuf: BytesMut,
     version: ProtocolVersion,
     max_packet: usize,
+    /// The last store commit waited for failed with this reason.
+    gate_failed: Option<ReasonCode>,
+    close_after_write: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
@@ -130,22 +164,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             tokio::select! {
                 biased;
                 out = rx.recv() => {
-                    let Some(out) = out else { return End::ClosedByServer };
-                    let mut n = 1;
-                    let mut close = self.encode(out);
-                    while !close && self.wbuf.len() < WRITE_BATCH {
+                    let Some(mut out) = out else { return End::ClosedByServer };
+                    loop {
+                        pending.fetch_sub(1, Ordering::Relaxed);
+                        match out {
+                            Outbound::Wait(ticket) => {
+                                if ticket.is_pending() && !self.wbuf.is_empty() {
+                                    if self.stream.write_all(&self.wbuf).await.is_err() {
+                                        return End::Io;
+                                    }
+                                    self.wbuf.clear();
+                                }
+                                self.gate_failed = ticket.wait().await.err().map(|e| match e {
+                                    StoreError::QuotaExceeded { .. } => ReasonCode::QUOTA_EXCEEDED,
+                                    _ => ReasonCode::UNSPECIFIED_ERROR,
+                                });
+                                if let Some(reason) = self.gate_failed {
+                                    warn!(%reason, "store commit failed: withholding acknowledgements");
+                                }
+                            }
+                            Outbound::Packet(p) => {
+                                if let Some(p) = self.gated(p) {
+                                    self.encode(&p);
+                                }
+                            }
+                            Outbound::Close(reason) => {
+                                self.close_with(reason).await;
+                                return End::ClosedByServer;
+                            }
+                        }
+                        if self.wbuf.len() >= WRITE_BATCH {
+                            break;
+                        }
                         match rx.try_recv() {
-                            Ok(out) => { n += 1; close = self.encode(out); }
+                            Ok(next) => out = next,
                             Err(_) => break,
                         }
                     }
-                    pending.fetch_sub(n, Ordering::Relaxed);
                     if self.stream.write_all(&self.wbuf).await.is_err() {
                         return End::Io;
                     }
                     self.wbuf.clear();
-                    if close {
-                        let _ = self.stream.flush().await;
+                    if self.close_after_write {
+                        self.close_with(None).await;
                         return End::ClosedByServer;
                     }
                 }
@@ -170,42 +231,69 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                             Ok(None) => break,
                             Err(e) => {
                                 debug!(error = %e, "bad packet");
-                                self.close_with(e.reason_code()).await;
+                                self.close_with(Some(e.reason_code())).await;
                                 return End::Malformed;
                             }
                         }
                     }
                 }
                 _ = sleep_until(deadline), if keep_alive.is_some() => {
-                    self.close_with(ReasonCode::KEEP_ALIVE_TIMEOUT).await;
+                    self.close_with(Some(ReasonCode::KEEP_ALIVE_TIMEOUT)).await;
                     return End::KeepAlive;
                 }
             }
         }
     }
 
-    /// Append an outbound item to the write buffer; true when the connection must close after it.
-    fn encode(&mut self, out: Outbound) -> bool {
-        match out {
-            Outbound::Packet(p) => {
-                if let Err(e) = encode_packet(&p, self.version, &mut self.wbuf) {
-                    warn!(error = %e, packet = p.name(), "cannot encode");
-                }
-                false
-            }
-            Outbound::Close(reason) => {
-                if let Some(reason) = reason.filter(|_| self.version.is_v5()) {
-                    let d = Packet::Disconnect(Disconnect { reason, properties: Default::default() });
-                    let _ = encode_packet(&d, self.version, &mut self.wbuf);
-                }
-                true
-            }
+    fn encode(&mut self, p: &Packet) {
+        if let Err(e) = encode_packet(p, self.version, &mut self.wbuf) {
+            warn!(error = %e, packet = p.name(), "cannot encode");
         }
     }
 
-    /// Server-side close; MQTT 5 clients are told why first [MQTT-4.13.1-1].
-    async fn close_with(&mut self, reason: ReasonCode) {
-        self.encode(Outbound::Close(Some(reason)));
+    /// What may be sent after a failed store commit: no acknowledgement of anything that was not
+    /// stored (DESIGN.md, "Failures"). v5 acks carry the error, 3.1.1 acks are withheld, forwards of the
+    /// unstored message wait for the client's next connection, and a CONNACK refuses the session.
+    fn gated(&mut self, p: Packet) -> Option<Packet> {
+        let Some(reason) = self.gate_failed else {
+            return Some(p);
+        };
+        let v5 = self.version.is_v5();
+        match p {
+            Packet::PubAck(mut r) if v5 => {
+                r.reason = reason;
+                Some(Packet::PubAck(r))
+            }
+            Packet::PubRec(mut r) if v5 => {
+                r.reason = reason;
+                Some(Packet::PubRec(r))
+            }
+            Packet::PubAck(_) | Packet::PubRec(_) | Packet::Publish(_) => None,
+            Packet::SubAck(mut a) => {
+                a.reasons
+                    .iter_mut()
+                    .for_each(|r| *r = ReasonCode::UNSPECIFIED_ERROR);
+                Some(Packet::SubAck(a))
+            }
+            Packet::ConnAck(mut a) => {
+                a.session_present = false;
+                a.reason = ReasonCode::SERVER_UNAVAILABLE;
+                self.close_after_write = true;
+                Some(Packet::ConnAck(a))
+            }
+            other => Some(other),
+        }
+    }
+
+    /// Close from the server side; MQTT 5 clients are told why first [MQTT-4.13.1-1].
+    async fn close_with(&mut self, reason: Option<ReasonCode>) {
+        if let Some(reason) = reason.filter(|_| self.version.is_v5()) {
+            let d = Packet::Disconnect(Disconnect {
+                reason,
+                properties: Default::default(),
+            });
+            self.encode(&d);
+        }
         let _ = self.stream.write_all(&self.wbuf).await;
         let _ = self.stream.flush().await;
         self.wbuf.clear();
@@ -223,7 +311,11 @@ enum ConnectFailure {
 }
 
 /// The first packet must be CONNECT [MQTT-3.1.0-1].
-async fn read_connect<S: AsyncRead + Unpin>(stream: &mut S, rbuf: &mut BytesMut, max: usize) -> Result<Connect, ConnectFailure> {
+async fn read_connect<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    rbuf: &mut BytesMut,
+    max: usize,
+) -> Result<Connect, ConnectFailure> {
     loop {
         match decode_packet(rbuf, ProtocolVersion::V3_1_1, max) {
             Ok(Some(Packet::Connect(c))) => return Ok(c),
@@ -238,7 +330,11 @@ async fn read_connect<S: AsyncRead + Unpin>(stream: &mut S, rbuf: &mut BytesMut,
     }
 }
 
-async fn write_packets<S: AsyncWrite + Unpin>(stream: &mut S, version: ProtocolVersion, packets: impl IntoIterator<Item = Packet>) {
+async fn write_packets<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    version: ProtocolVersion,
+    packets: impl IntoIterator<Item = Packet>,
+) {
     let mut buf = BytesMut::new();
     for p in packets {
         let _ = encode_packet(&p, version, &mut buf);

@@ -4,6 +4,7 @@ pub mod broker;
 pub mod config;
 mod connection;
 pub mod stats;
+pub mod ticket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,15 +17,52 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+use holdfast_core::Durability;
+use holdfast_store::{LogOptions, LogStore, MemoryStore, Store, StoreError};
+
 use crate::broker::{now_millis, Broker};
-use crate::config::{Config, ListenerProtocol};
+use crate::config::{Config, ListenerProtocol, StorageConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("listener {addr}: protocol {protocol} is not supported yet")]
-    Unsupported { addr: SocketAddr, protocol: &'static str },
+    Unsupported {
+        addr: SocketAddr,
+        protocol: &'static str,
+    },
+    #[error("cannot open the store in {dir}: {source}")]
+    Store {
+        dir: std::path::PathBuf,
+        source: StoreError,
+    },
+}
+
+/// Open the store the configuration asks for: none on disk when every class is volatile.
+fn open_store(storage: &StorageConfig) -> Result<Arc<dyn Store>, ServeError> {
+    let rules = storage.durability_rules();
+    let all_volatile = rules.default == Durability::Volatile
+        && rules.rules.iter().all(|(_, d)| *d == Durability::Volatile);
+    if all_volatile {
+        info!("all durability classes are volatile: session state is kept in memory only");
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    let opts = LogOptions {
+        flush_interval: storage.flush_interval,
+        max_bytes: storage.max_bytes,
+        ..LogOptions::default()
+    };
+    let (store, report) =
+        LogStore::open(&storage.data_dir, opts).map_err(|source| ServeError::Store {
+            dir: storage.data_dir.clone(),
+            source,
+        })?;
+    info!(dir = %storage.data_dir.display(), "store recovered: {report}");
+    Ok(Arc::new(store))
 }
 
 /// How often offline sessions, wills and retained messages are checked for expiry.
@@ -32,8 +70,26 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Run the broker until `shutdown` completes, then disconnect every client (MQTT 5 clients get 0x8B
 /// Server shutting down) and return.
-pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
-    let broker = Arc::new(Broker::new(config.core.clone(), config.max_connections));
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let store = open_store(&config.storage)?;
+    let state = store.load();
+    let broker = Arc::new(Broker::new(
+        config.core.clone(),
+        config.max_connections,
+        store,
+    ));
+    let restored = broker.restore(state, now_millis());
+    if restored.sessions + restored.retained > 0 {
+        info!(
+            sessions = restored.sessions,
+            messages = restored.messages,
+            retained = restored.retained,
+            "restored session state"
+        );
+    }
     let mut tasks = JoinSet::new();
     for l in &config.listeners {
         let protocol = match l.protocol {
@@ -43,9 +99,17 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
             ListenerProtocol::Wss => "wss",
         };
         if l.protocol != ListenerProtocol::Tcp {
-            return Err(ServeError::Unsupported { addr: l.bind, protocol });
+            return Err(ServeError::Unsupported {
+                addr: l.bind,
+                protocol,
+            });
         }
-        let listener = TcpListener::bind(l.bind).await.map_err(|source| ServeError::Bind { addr: l.bind, source })?;
+        let listener = TcpListener::bind(l.bind)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: l.bind,
+                source,
+            })?;
         let local = listener.local_addr().unwrap_or(l.bind);
         info!(addr = %local, protocol, "listening");
         tasks.spawn(accept_loop(broker.clone(), listener));
@@ -70,8 +134,12 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     }
     let left = broker.connections.load(Ordering::Relaxed);
     if left > 0 {
-        warn!(connections = left, "shutdown timeout reached with connections open");
+        warn!(
+            connections = left,
+            "shutdown timeout reached with connections open"
+        );
     }
+    broker.close_store();
     Ok(())
 }
 

@@ -15,12 +15,23 @@ pub enum Action {
     /// Route a message received from the client (or its will) to subscribers and the retained index. When
     /// `ack` is set the caller reports the outcome back with [`crate::Session::publish_done`], which
     /// produces the PUBACK/PUBREC.
-    Publish { msg: Arc<Message>, ack: Option<PendingAck> },
+    Publish {
+        msg: Arc<Message>,
+        ack: Option<PendingAck>,
+    },
     /// Add (or replace) a subscription in the topic tree. `filter` is the full filter, `$share/...`
     /// included.
-    Subscribe { filter: String, options: SubscriptionOptions, id: Option<u32> },
+    Subscribe {
+        filter: String,
+        options: SubscriptionOptions,
+        id: Option<u32>,
+    },
     /// Send the retained messages matching this filter to the session (after the SUBACK).
-    SendRetained { filter: String, options: SubscriptionOptions, id: Option<u32> },
+    SendRetained {
+        filter: String,
+        options: SubscriptionOptions,
+        id: Option<u32>,
+    },
     /// Remove a subscription from the topic tree.
     Unsubscribe { filter: String },
     /// Close the network connection. With a reason (MQTT 5) a DISCONNECT carrying it is sent first.
@@ -29,6 +40,9 @@ pub enum Action {
     EndSession,
     /// A message was not delivered; counted by the caller.
     Dropped(DropReason),
+    /// Record a change of Session state in the store. The Persist actions of one call form one batch;
+    /// every `Send` after them waits until that batch is as durable as its strongest class (DESIGN.md).
+    Persist(crate::persist::Op, crate::Durability),
 }
 
 /// The acknowledgement owed to a publisher once its message is routed (and, later, stored).

@@ -67,6 +67,8 @@ pub struct CoreConfig {
     pub max_client_id_len: usize,
     /// Subscriptions per session; 0 means no limit.
     pub max_subscriptions: usize,
+    /// How safely messages and sessions are stored, by topic.
+    pub durability: crate::durability::DurabilityRules,
 }
 
 impl Default for CoreConfig {
@@ -90,6 +92,7 @@ impl Default for CoreConfig {
             allow_zero_length_client_id: true,
             max_client_id_len: 65_535,
             max_subscriptions: 0,
+            durability: Default::default(),
         }
     }
 }

@@ -35,7 +35,11 @@ pub struct ConnectParams {
 
 /// Check a CONNECT against the rules and the configuration. `Err` carries the reason code for the
 /// refusing CONNACK. `new_id` makes a client id when the server must assign one.
-pub fn validate_connect(c: Connect, cfg: &CoreConfig, new_id: impl FnOnce() -> String) -> Result<ConnectParams, ReasonCode> {
+pub fn validate_connect(
+    c: Connect,
+    cfg: &CoreConfig,
+    new_id: impl FnOnce() -> String,
+) -> Result<ConnectParams, ReasonCode> {
     let v5 = c.protocol.is_v5();
     if v5 && c.properties.authentication_method.is_some() {
         // No enhanced authentication method is supported [MQTT-4.12.0-1].
@@ -136,12 +140,20 @@ pub fn connack(p: &ConnectParams, session_present: bool, cfg: &CoreConfig) -> Co
         }
         props.server_keep_alive = p.server_keep_alive;
     }
-    ConnAck { session_present, reason: ReasonCode::SUCCESS, properties: props }
+    ConnAck {
+        session_present,
+        reason: ReasonCode::SUCCESS,
+        properties: props,
+    }
 }
 
 /// The CONNACK refusing a connection. 3.1.1 never has Session Present set on a refusal [MQTT-3.2.2-4].
 pub fn connack_refused(reason: ReasonCode) -> ConnAck {
-    ConnAck { session_present: false, reason, properties: Properties::default() }
+    ConnAck {
+        session_present: false,
+        reason,
+        properties: Properties::default(),
+    }
 }
 
 #[cfg(test)]
@@ -165,42 +177,75 @@ mod tests {
     #[test] // [MQTT-3.1.3-8] zero-length id with Clean Session 0 is rejected with return code 0x02
     fn v311_empty_id_needs_clean_session() {
         let cfg = CoreConfig::default();
-        let err = validate_connect(connect(ProtocolVersion::V3_1_1, "", false), &cfg, || "x".into());
+        let err = validate_connect(connect(ProtocolVersion::V3_1_1, "", false), &cfg, || {
+            "x".into()
+        });
         assert_eq!(err.unwrap_err(), ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
-        let ok = validate_connect(connect(ProtocolVersion::V3_1_1, "", true), &cfg, || "gen".into()).unwrap();
+        let ok = validate_connect(connect(ProtocolVersion::V3_1_1, "", true), &cfg, || {
+            "gen".into()
+        })
+        .unwrap();
         assert_eq!(&*ok.client_id, "gen");
     }
 
     #[test] // [MQTT-3.1.3-7] [MQTT-3.2.2-16] v5 assigns an id and returns it in CONNACK
     fn v5_assigns_client_id() {
         let cfg = CoreConfig::default();
-        let p = validate_connect(connect(ProtocolVersion::V5, "", false), &cfg, || "auto-1".into()).unwrap();
+        let p = validate_connect(connect(ProtocolVersion::V5, "", false), &cfg, || {
+            "auto-1".into()
+        })
+        .unwrap();
         assert!(p.assigned_id);
         let ack = connack(&p, false, &cfg);
-        assert_eq!(ack.properties.assigned_client_identifier.as_deref(), Some("auto-1"));
+        assert_eq!(
+            ack.properties.assigned_client_identifier.as_deref(),
+            Some("auto-1")
+        );
     }
 
     #[test] // 3.1.1 persistent sessions take the configured session expiry maximum
     fn session_expiry_cap_applies_to_v311() {
-        let cfg = CoreConfig { session_expiry_max: Some(60), ..CoreConfig::default() };
-        let p = validate_connect(connect(ProtocolVersion::V3_1_1, "a", false), &cfg, String::new).unwrap();
+        let cfg = CoreConfig {
+            session_expiry_max: Some(60),
+            ..CoreConfig::default()
+        };
+        let p = validate_connect(
+            connect(ProtocolVersion::V3_1_1, "a", false),
+            &cfg,
+            String::new,
+        )
+        .unwrap();
         assert_eq!(p.session_expiry, 60);
-        let p = validate_connect(connect(ProtocolVersion::V3_1_1, "a", true), &cfg, String::new).unwrap();
+        let p = validate_connect(
+            connect(ProtocolVersion::V3_1_1, "a", true),
+            &cfg,
+            String::new,
+        )
+        .unwrap();
         assert_eq!(p.session_expiry, 0);
     }
 
     #[test] // [MQTT-3.2.2-?] a capped v5 expiry is announced in CONNACK
     fn capped_v5_expiry_is_announced() {
-        let cfg = CoreConfig { session_expiry_max: Some(60), ..CoreConfig::default() };
+        let cfg = CoreConfig {
+            session_expiry_max: Some(60),
+            ..CoreConfig::default()
+        };
         let mut c = connect(ProtocolVersion::V5, "a", false);
         c.properties.session_expiry_interval = Some(3600);
         let p = validate_connect(c, &cfg, String::new).unwrap();
-        assert_eq!(connack(&p, false, &cfg).properties.session_expiry_interval, Some(60));
+        assert_eq!(
+            connack(&p, false, &cfg).properties.session_expiry_interval,
+            Some(60)
+        );
     }
 
     #[test] // [MQTT-3.2.2-12] will QoS above Maximum QoS is refused with 0x9B
     fn will_qos_above_maximum_refused() {
-        let cfg = CoreConfig { maximum_qos: QoS::AtLeastOnce, ..CoreConfig::default() };
+        let cfg = CoreConfig {
+            maximum_qos: QoS::AtLeastOnce,
+            ..CoreConfig::default()
+        };
         let mut c = connect(ProtocolVersion::V5, "a", true);
         c.will = Some(Will {
             topic: "w".into(),
@@ -209,13 +254,20 @@ mod tests {
             retain: false,
             properties: Properties::default(),
         });
-        assert_eq!(validate_connect(c, &cfg, String::new).unwrap_err(), ReasonCode::QOS_NOT_SUPPORTED);
+        assert_eq!(
+            validate_connect(c, &cfg, String::new).unwrap_err(),
+            ReasonCode::QOS_NOT_SUPPORTED
+        );
     }
 
     #[test] // [MQTT-3.2.2-21] server keep alive overrides the client's
     fn keep_alive_capped() {
-        let cfg = CoreConfig { max_keep_alive: 10, ..CoreConfig::default() };
-        let p = validate_connect(connect(ProtocolVersion::V5, "a", true), &cfg, String::new).unwrap();
+        let cfg = CoreConfig {
+            max_keep_alive: 10,
+            ..CoreConfig::default()
+        };
+        let p =
+            validate_connect(connect(ProtocolVersion::V5, "a", true), &cfg, String::new).unwrap();
         assert_eq!((p.keep_alive, p.server_keep_alive), (10, Some(10)));
     }
 

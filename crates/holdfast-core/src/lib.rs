@@ -6,14 +6,16 @@
 pub mod action;
 pub mod config;
 pub mod connect;
+pub mod durability;
 pub mod message;
+pub mod persist;
 pub mod retained;
 pub mod router;
 pub mod session;
 pub mod topic;
 
 pub use action::{Action, DropReason};
-pub use config::{CoreConfig, QueuePolicy};
+pub use config::{CoreConfig, Durability, QueuePolicy};
 pub use message::Message;
 pub use session::Session;
 pub use topic::ClientId;

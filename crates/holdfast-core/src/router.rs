@@ -49,12 +49,20 @@ pub fn plan<'a, V: SubscriberEntry>(
                 last.retain |= retain;
                 last.subscription_ids.extend(sub.id);
             }
-            _ => out.push(Target { client, value, qos, retain, subscription_ids: sub.id.into_iter().collect() }),
+            _ => out.push(Target {
+                client,
+                value,
+                qos,
+                retain,
+                subscription_ids: sub.id.into_iter().collect(),
+            }),
         }
     }
     for group in &matches.shared {
         let group: &'a SharedGroup<V> = group;
-        let picked = group.pick(&mut eligible).or_else(|| group.pick(|_, _| true));
+        let picked = group
+            .pick(&mut eligible)
+            .or_else(|| group.pick(|_, _| true));
         if let Some((client, value)) = picked {
             let sub = value.subscription();
             out.push(Target {

@@ -137,12 +137,14 @@ impl RawConfig {
             None => defaults.listeners,
             Some(list) => validate_listeners(list, src)?,
         };
-        let (core, max_connections) = validate_core(self.limits, self.mqtt, src)?;
+        let (mut core, max_connections) = validate_core(self.limits, self.mqtt, src)?;
+        let storage = self.storage.validate(src)?;
+        core.durability = storage.durability_rules();
         Ok(Config {
             listeners,
             core,
             max_connections,
-            storage: self.storage.validate(src)?,
+            storage,
             log: self.log.validate(src)?,
             shutdown_timeout: self
                 .server

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use holdfast_proto::topic::{has_wildcard, parse_shared};
 use holdfast_proto::{
-    Disconnect, Packet, PubResp, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    Disconnect, Packet, PubResp, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
+    UnsubAck, Unsubscribe,
 };
 
 use super::{Session, Stage, Subscription};
 use crate::action::PendingAck;
-use crate::{Action, Message, Millis};
+use crate::{Action, Durability, Message, Millis};
 
 impl Session {
     /// Handle one packet received on the attached connection.
@@ -22,7 +23,9 @@ impl Session {
             Packet::PubAck(r) => self.on_ack(r.packet_id, QoS::AtLeastOnce, Stage::Sent, now, out),
             Packet::PubRec(r) => self.on_pubrec(r, now, out),
             Packet::PubRel(r) => self.on_pubrel(r, out),
-            Packet::PubComp(r) => self.on_ack(r.packet_id, QoS::ExactlyOnce, Stage::Released, now, out),
+            Packet::PubComp(r) => {
+                self.on_ack(r.packet_id, QoS::ExactlyOnce, Stage::Released, now, out)
+            }
             Packet::Subscribe(s) => self.on_subscribe(s, out),
             Packet::Unsubscribe(u) => self.on_unsubscribe(u, out),
             Packet::PingReq => out.push(Action::Send(Packet::PingResp)),
@@ -46,16 +49,21 @@ impl Session {
         if p.retain && !self.cfg.retain_available {
             return self.close_with(ReasonCode::RETAIN_NOT_SUPPORTED, out); // [MQTT-3.2.2-14]
         }
-        let Some(topic) = self.resolve_topic(&p, out) else { return };
-        if v5 && p.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&p.payload).is_err() {
+        let Some(topic) = self.resolve_topic(&p, out) else {
+            return;
+        };
+        if v5
+            && p.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&p.payload).is_err()
+        {
             // [MQTT-3.3.2-?] the receiver may refuse a payload that is not the UTF-8 it claims to be.
             match (p.qos, p.packet_id) {
-                (QoS::AtLeastOnce, Some(id)) => {
-                    out.push(Action::Send(Packet::PubAck(PubResp::with_reason(id, ReasonCode::PAYLOAD_FORMAT_INVALID))))
-                }
-                (QoS::ExactlyOnce, Some(id)) => {
-                    out.push(Action::Send(Packet::PubRec(PubResp::with_reason(id, ReasonCode::PAYLOAD_FORMAT_INVALID))))
-                }
+                (QoS::AtLeastOnce, Some(id)) => out.push(Action::Send(Packet::PubAck(
+                    PubResp::with_reason(id, ReasonCode::PAYLOAD_FORMAT_INVALID),
+                ))),
+                (QoS::ExactlyOnce, Some(id)) => out.push(Action::Send(Packet::PubRec(
+                    PubResp::with_reason(id, ReasonCode::PAYLOAD_FORMAT_INVALID),
+                ))),
                 _ => self.close_with(ReasonCode::PAYLOAD_FORMAT_INVALID, out),
             }
             return;
@@ -64,7 +72,8 @@ impl Session {
             (QoS::AtMostOnce, _) => None,
             (QoS::AtLeastOnce, Some(id)) => {
                 if !self.inbound_slot_free() {
-                    return self.close_with(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, out); // [MQTT-3.3.4-8]
+                    return self.close_with(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, out);
+                    // [MQTT-3.3.4-8]
                 }
                 if let Some(c) = self.conn.as_mut() {
                     c.qos1_pending += 1;
@@ -82,36 +91,53 @@ impl Session {
                     return self.close_with(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, out);
                 }
                 self.inbound_qos2.insert(id);
+                // Kept until PUBREL, stored with the message's class, so a PUBLISH resent after a restart
+                // is still recognised [MQTT-4.3.3-?].
+                self.persist_inbound_qos2(id, self.cfg.durability.for_topic(&topic), true, out);
                 Some(PendingAck::PubRec(id))
             }
             (_, None) => return self.close_with(ReasonCode::MALFORMED_PACKET, out),
         };
-        let msg = Message::from_publish(p, topic, Some(self.client_id.clone()), now, self.cfg.message_expiry_max);
-        out.push(Action::Publish { msg: Arc::new(msg), ack });
+        let msg = Message::from_publish(p, topic, Some(self.client_id.clone()), now, &self.cfg);
+        out.push(Action::Publish {
+            msg: Arc::new(msg),
+            ack,
+        });
     }
 
     /// The caller routed (and stored) the message of `ack`: send the PUBACK/PUBREC with `reason` (0x00,
     /// 0x10 No matching subscribers, or an error such as 0x97 Quota exceeded).
     pub fn publish_done(&mut self, ack: PendingAck, reason: ReasonCode, out: &mut Vec<Action>) {
-        let Some(conn) = self.conn.as_mut() else { return };
-        let reason = if self.protocol.is_v5() { reason } else { ReasonCode::SUCCESS };
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let reason = if self.protocol.is_v5() {
+            reason
+        } else {
+            ReasonCode::SUCCESS
+        };
         match ack {
             PendingAck::PubAck(id) => {
                 conn.qos1_pending = conn.qos1_pending.saturating_sub(1);
-                out.push(Action::Send(Packet::PubAck(PubResp::with_reason(id, reason))));
+                out.push(Action::Send(Packet::PubAck(PubResp::with_reason(
+                    id, reason,
+                ))));
             }
             PendingAck::PubRec(id) => {
-                if reason.is_error() {
+                if reason.is_error() && self.inbound_qos2.remove(&id) {
                     // An error PUBREC ends the exchange [MQTT-4.3.3-?].
-                    self.inbound_qos2.remove(&id);
+                    self.persist_inbound_qos2(id, Durability::Flush, false, out);
                 }
-                out.push(Action::Send(Packet::PubRec(PubResp::with_reason(id, reason))));
+                out.push(Action::Send(Packet::PubRec(PubResp::with_reason(
+                    id, reason,
+                ))));
             }
         }
     }
 
     fn inbound_slot_free(&self) -> bool {
-        let pending = self.conn.as_ref().map_or(0, |c| c.qos1_pending as usize) + self.inbound_qos2.len();
+        let pending =
+            self.conn.as_ref().map_or(0, |c| c.qos1_pending as usize) + self.inbound_qos2.len();
         pending < self.cfg.receive_maximum as usize
     }
 
@@ -144,38 +170,59 @@ impl Session {
 
     fn on_pubrel(&mut self, r: PubResp, out: &mut Vec<Action>) {
         // Releasing an unknown id still gets a PUBCOMP so the client can finish [MQTT-4.3.3-?]; v5 says why.
-        let reason = if self.inbound_qos2.remove(&r.packet_id) || !self.protocol.is_v5() {
+        let known = self.inbound_qos2.remove(&r.packet_id);
+        if known {
+            self.persist_inbound_qos2(r.packet_id, Durability::Flush, false, out);
+        }
+        let reason = if known || !self.protocol.is_v5() {
             ReasonCode::SUCCESS
         } else {
             ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
         };
-        out.push(Action::Send(Packet::PubComp(PubResp::with_reason(r.packet_id, reason))));
+        out.push(Action::Send(Packet::PubComp(PubResp::with_reason(
+            r.packet_id,
+            reason,
+        ))));
     }
 
     fn on_pubrec(&mut self, r: PubResp, now: Millis, out: &mut Vec<Action>) {
-        let pos = self.inflight.iter().position(|e| e.packet_id == r.packet_id && e.delivery.qos == QoS::ExactlyOnce);
+        let pos = self
+            .inflight
+            .iter()
+            .position(|e| e.packet_id == r.packet_id && e.delivery.qos == QoS::ExactlyOnce);
         let Some(pos) = pos else {
             if self.protocol.is_v5() {
-                let rel = PubResp::with_reason(r.packet_id, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND);
+                let rel =
+                    PubResp::with_reason(r.packet_id, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND);
                 out.push(Action::Send(Packet::PubRel(rel)));
             }
             return;
         };
         if r.reason.is_error() {
             // The receiver refused the message: the exchange is over [MQTT-4.3.3-?].
-            self.inflight.remove(pos);
+            if let Some(e) = self.inflight.remove(pos) {
+                self.persist_entry_gone(&e.delivery, out);
+            }
             self.fill_window(now, out);
             return;
         }
-        self.inflight[pos].stage = Stage::Released;
+        if self.inflight[pos].stage == Stage::Sent {
+            self.inflight[pos].stage = Stage::Released;
+            // PUBREL goes out only once the released stage is stored: after a restart the broker then
+            // resends PUBREL, never the PUBLISH, and the message is not delivered twice.
+            self.persist_entry(&self.inflight[pos].delivery, Some(r.packet_id), true, out);
+        }
         out.push(Action::Send(Packet::PubRel(PubResp::new(r.packet_id))));
     }
 
     /// PUBACK of a QoS 1 or PUBCOMP of a QoS 2 message: the exchange is complete and its packet id free.
     fn on_ack(&mut self, id: u16, qos: QoS, stage: Stage, now: Millis, out: &mut Vec<Action>) {
-        let pos = self.inflight.iter().position(|e| e.packet_id == id && e.delivery.qos == qos && e.stage == stage);
-        if let Some(pos) = pos {
-            self.inflight.remove(pos);
+        let pos = self
+            .inflight
+            .iter()
+            .position(|e| e.packet_id == id && e.delivery.qos == qos && e.stage == stage);
+        if let Some(e) = pos.and_then(|pos| self.inflight.remove(pos)) {
+            self.persist_entry_gone(&e.delivery, out);
             self.fill_window(now, out);
         }
     }
@@ -184,7 +231,8 @@ impl Session {
         let v5 = self.protocol.is_v5();
         let id = s.properties.subscription_identifiers.first().copied();
         if id.is_some() && !self.cfg.subscription_identifiers_available {
-            return self.close_with(ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED, out); // [MQTT-3.2.2-?]
+            return self.close_with(ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED, out);
+            // [MQTT-3.2.2-?]
         }
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
@@ -215,15 +263,38 @@ impl Session {
             };
             if let Some(reason) = refused {
                 // 3.1.1 has a single failure code [MQTT-3.9.3-2].
-                reasons.push(if v5 { reason } else { ReasonCode::UNSPECIFIED_ERROR });
+                reasons.push(if v5 {
+                    reason
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
                 continue;
             }
             // Granted QoS is at most the server's maximum [MQTT-3.2.2-9].
             options.qos = options.qos.min(self.cfg.maximum_qos);
             if !v5 {
-                options = holdfast_proto::SubscriptionOptions { qos: options.qos, ..Default::default() };
+                options = holdfast_proto::SubscriptionOptions {
+                    qos: options.qos,
+                    ..Default::default()
+                };
             }
-            let existed = self.subscriptions.insert(filter.clone(), Subscription { options, id }).is_some();
+            let sub = Subscription { options, id };
+            let existed = self.subscriptions.insert(filter.clone(), sub).is_some();
+            // The subscription (and so the session) takes the strongest class it can receive; the SUBACK
+            // waits until it is stored.
+            let class = self.durability.max(self.cfg.durability.for_filter(plain));
+            if class > self.durability && self.persisted {
+                self.durability = class;
+                self.persisted = false; // rewrite the whole session with the stronger class
+                self.sync_record(out);
+            } else {
+                self.durability = class;
+                if self.persisted {
+                    self.persist_subscription(&filter, &sub, out);
+                } else {
+                    self.sync_record(out);
+                }
+            }
             // Retained messages are not sent for shared subscriptions [MQTT-3.8.4-?], and Retain
             // Handling decides for the others [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11].
             let send_retained = shared.is_none()
@@ -233,12 +304,24 @@ impl Session {
                     RetainHandling::DoNotSend => false,
                 };
             if send_retained {
-                retained.push(Action::SendRetained { filter: filter.clone(), options, id });
+                retained.push(Action::SendRetained {
+                    filter: filter.clone(),
+                    options,
+                    id,
+                });
             }
-            out.push(Action::Subscribe { filter, options, id });
+            out.push(Action::Subscribe {
+                filter,
+                options,
+                id,
+            });
             reasons.push(ReasonCode(options.qos.as_u8()));
         }
-        let ack = SubAck { packet_id: s.packet_id, reasons, properties: Default::default() };
+        let ack = SubAck {
+            packet_id: s.packet_id,
+            reasons,
+            properties: Default::default(),
+        };
         out.push(Action::Send(Packet::SubAck(ack)));
         out.extend(retained);
     }
@@ -247,6 +330,7 @@ impl Session {
         let mut reasons = Vec::with_capacity(u.filters.len());
         for filter in u.filters {
             if self.subscriptions.remove(&filter).is_some() {
+                self.persist_unsubscribe(&filter, out);
                 out.push(Action::Unsubscribe { filter });
                 reasons.push(ReasonCode::SUCCESS);
             } else {
@@ -256,17 +340,27 @@ impl Session {
         if !self.protocol.is_v5() {
             reasons.clear();
         }
-        let ack = UnsubAck { packet_id: u.packet_id, reasons, properties: Default::default() };
+        let ack = UnsubAck {
+            packet_id: u.packet_id,
+            reasons,
+            properties: Default::default(),
+        };
         out.push(Action::Send(Packet::UnsubAck(ack)));
     }
 
     fn on_disconnect(&mut self, d: Disconnect, out: &mut Vec<Action>) {
         if let Some(expiry) = d.properties.session_expiry_interval {
-            let zero_at_connect = self.conn.as_ref().is_some_and(|c| c.connected_with_zero_expiry);
+            let zero_at_connect = self
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.connected_with_zero_expiry);
             if zero_at_connect && expiry != 0 {
                 return self.protocol_error(out); // [MQTT-3.14.2-2]
             }
-            self.expiry = self.cfg.session_expiry_max.map_or(expiry, |max| expiry.min(max));
+            self.expiry = self
+                .cfg
+                .session_expiry_max
+                .map_or(expiry, |max| expiry.min(max));
         }
         // A normal DISCONNECT deletes the will; 0x04 asks for it to be sent [MQTT-3.14.4-3].
         if d.reason != ReasonCode::DISCONNECT_WITH_WILL {

@@ -4,6 +4,7 @@
 
 mod inbound;
 mod outbound;
+mod persist;
 #[cfg(test)]
 mod tests;
 
@@ -13,9 +14,10 @@ use std::sync::Arc;
 use holdfast_proto::{ProtocolVersion, ReasonCode, SubscriptionOptions, Will};
 
 use crate::connect::{connack, ConnectParams};
-use crate::{Action, ClientId, CoreConfig, Message, Millis, EXPIRY_NEVER};
+use crate::{Action, ClientId, CoreConfig, Durability, Message, Millis, EXPIRY_NEVER};
 
 pub use outbound::{DeliverOutcome, Delivery};
+pub use persist::Restored;
 
 /// A subscription as the session keeps it: the options granted and its v5 Subscription Identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,9 +74,16 @@ pub struct Session {
     will_due: Option<Millis>,
     conn: Option<Conn>,
     disconnected_at: Option<Millis>,
-    /// Bumped on every attach so a stale connection cannot detach its successor.
+    /// The id of the attached (or last) connection, so a stale connection cannot detach its successor.
     generation: u64,
     ended: bool,
+    /// The class of the session's records: the default, raised by each subscription to the strongest
+    /// class it can receive; never lowered, so the stored copy never goes stale.
+    durability: Durability,
+    /// A copy of this session is in the store.
+    persisted: bool,
+    /// Orders outbound entries in the store.
+    next_seq: u64,
 }
 
 impl Session {
@@ -96,7 +105,21 @@ impl Session {
             disconnected_at: None,
             generation: 0,
             ended: false,
+            durability: Durability::Volatile,
+            persisted: false,
+            next_seq: 1,
         }
+        .with_default_class()
+    }
+
+    fn with_default_class(mut self) -> Session {
+        self.durability = self.cfg.durability.default;
+        self
+    }
+
+    /// The durability class of this session's records.
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     pub fn client_id(&self) -> &ClientId {
@@ -142,8 +165,17 @@ impl Session {
     /// Attach a network connection whose CONNECT was accepted. Sends the CONNACK, then resends
     /// unacknowledged PUBLISH (DUP set) and PUBREL packets in their original order [MQTT-4.4.0-1], then
     /// what was queued while offline.
-    pub fn attach(&mut self, p: ConnectParams, session_present: bool, now: Millis, out: &mut Vec<Action>) {
-        self.generation += 1;
+    /// `connection` must be unique among the connections this client id ever has (a broker-wide
+    /// counter).
+    pub fn attach(
+        &mut self,
+        p: ConnectParams,
+        session_present: bool,
+        connection: u64,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        self.generation = connection;
         self.protocol = p.protocol;
         self.expiry = p.session_expiry;
         // A new connection cancels a pending delayed will [MQTT-3.1.2-8]; its own will replaces it.
@@ -159,7 +191,13 @@ impl Session {
             qos1_pending: 0,
             connected_with_zero_expiry: p.requested_expiry == 0,
         });
-        out.push(Action::Send(holdfast_proto::Packet::ConnAck(connack(&p, session_present, &self.cfg))));
+        // The CONNACK that confirms a stored session waits until the session is stored.
+        self.sync_record(out);
+        out.push(Action::Send(holdfast_proto::Packet::ConnAck(connack(
+            &p,
+            session_present,
+            &self.cfg,
+        ))));
         self.resend_inflight(now, out);
         self.fill_window(now, out);
     }
@@ -183,6 +221,8 @@ impl Session {
         }
         if self.expiry == 0 {
             self.end(now, out);
+        } else {
+            self.sync_record(out);
         }
         true
     }
@@ -193,7 +233,10 @@ impl Session {
         if self.conn.is_none() {
             return;
         }
-        let reason = self.protocol.is_v5().then_some(ReasonCode::SESSION_TAKEN_OVER);
+        let reason = self
+            .protocol
+            .is_v5()
+            .then_some(ReasonCode::SESSION_TAKEN_OVER);
         out.push(Action::Close(reason));
         self.detach(self.generation, now, out);
     }
@@ -207,9 +250,12 @@ impl Session {
         }
         if self.will_due.is_some_and(|t| t <= now) {
             self.publish_will(now, out);
+            self.sync_record(out);
         }
         let ends_at = self.expires_at();
         if ends_at.is_some_and(|t| t <= now) {
+            // The session ends before the will delay is over: the will goes now [MQTT-3.1.3-9].
+            self.publish_will(now, out);
             self.end(now, out);
             return None;
         }
@@ -241,7 +287,11 @@ impl Session {
 
     fn publish_will(&mut self, now: Millis, out: &mut Vec<Action>) {
         self.will_due = None;
-        let Some(will) = self.will.take() else { return };
+        let Some(mut will) = self.will.take() else {
+            return;
+        };
+        // Will Delay is about when to publish, not a property of the message [MQTT-3.1.3-?].
+        will.properties.will_delay_interval = None;
         let publish = holdfast_proto::Publish {
             dup: false,
             qos: will.qos,
@@ -252,8 +302,12 @@ impl Session {
             properties: will.properties,
         };
         let topic: Arc<str> = Arc::from(will.topic);
-        let msg = Message::from_publish(publish, topic, Some(self.client_id.clone()), now, self.cfg.message_expiry_max);
-        out.push(Action::Publish { msg: Arc::new(msg), ack: None });
+        let msg =
+            Message::from_publish(publish, topic, Some(self.client_id.clone()), now, &self.cfg);
+        out.push(Action::Publish {
+            msg: Arc::new(msg),
+            ack: None,
+        });
     }
 
     fn end(&mut self, _now: Millis, out: &mut Vec<Action>) {
@@ -262,6 +316,7 @@ impl Session {
         }
         self.ended = true;
         self.conn = None;
+        self.sync_record(out); // ended: the stored copy is deleted
         for (filter, _) in self.subscriptions.drain() {
             out.push(Action::Unsubscribe { filter });
         }

@@ -18,6 +18,8 @@ pub struct Delivery {
     pub retain: bool,
     /// Subscription Identifiers of the matching subscriptions [MQTT-3.3.4-3].
     pub subscription_ids: Vec<u32>,
+    /// Orders the session's stored entries; given by the session when it accepts the delivery.
+    pub seq: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +32,12 @@ pub enum DeliverOutcome {
 impl Session {
     /// Offer a routed message to this session. QoS 1/2 copies go out when the in-flight window allows,
     /// otherwise they are queued in order; QoS 0 copies for an offline session are dropped.
-    pub fn deliver(&mut self, d: Delivery, now: Millis, out: &mut Vec<Action>) -> DeliverOutcome {
+    pub fn deliver(
+        &mut self,
+        mut d: Delivery,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) -> DeliverOutcome {
         if d.msg.is_expired(now) {
             return self.dropped(DropReason::Expired, out);
         }
@@ -41,6 +48,8 @@ impl Session {
             self.send_publish(&d, None, false, now, out);
             return DeliverOutcome::Accepted;
         }
+        d.seq = self.next_seq;
+        self.next_seq += 1;
         if self.conn.is_some() && self.queue.is_empty() && self.inflight.len() < self.window() {
             if let Some(id) = self.alloc_packet_id() {
                 self.start_inflight(d, id, now, out);
@@ -55,7 +64,8 @@ impl Session {
         let max_msgs = self.cfg.max_queued_messages;
         let max_bytes = self.cfg.max_queued_bytes;
         let full = |s: &Session| {
-            (max_msgs > 0 && s.queue.len() >= max_msgs) || (max_bytes > 0 && s.queued_bytes + size > max_bytes)
+            (max_msgs > 0 && s.queue.len() >= max_msgs)
+                || (max_bytes > 0 && s.queued_bytes + size > max_bytes)
         };
         if full(self) {
             match self.cfg.queue_policy {
@@ -67,12 +77,14 @@ impl Session {
                             return self.dropped(DropReason::QueueFull, out);
                         };
                         self.queued_bytes -= old.msg.size();
+                        self.persist_entry_gone(&old, out);
                         out.push(Action::Dropped(DropReason::QueueFull));
                     }
                 }
             }
         }
         self.queued_bytes += size;
+        self.persist_entry(&d, None, false, out);
         self.queue.push_back(d);
         DeliverOutcome::Accepted
     }
@@ -101,9 +113,18 @@ impl Session {
         None
     }
 
+    /// Send a QoS 1/2 message under a new packet id. The packet id is stored before the PUBLISH goes
+    /// out, so a resend after a restart reuses it [MQTT-4.4.0-1].
     fn start_inflight(&mut self, d: Delivery, id: u16, now: Millis, out: &mut Vec<Action>) {
+        self.persist_entry(&d, Some(id), false, out);
         if self.send_publish(&d, Some(id), false, now, out) {
-            self.inflight.push_back(Inflight { packet_id: id, stage: Stage::Sent, delivery: d });
+            self.inflight.push_back(Inflight {
+                packet_id: id,
+                stage: Stage::Sent,
+                delivery: d,
+            });
+        } else {
+            self.persist_entry_gone(&d, out);
         }
     }
 
@@ -113,10 +134,13 @@ impl Session {
             return;
         }
         while self.inflight.len() < self.window() {
-            let Some(d) = self.queue.pop_front() else { break };
+            let Some(d) = self.queue.pop_front() else {
+                break;
+            };
             self.queued_bytes -= d.msg.size();
             if d.msg.is_expired(now) {
                 out.push(Action::Dropped(DropReason::Expired)); // [MQTT-3.3.2-5]
+                self.persist_entry_gone(&d, out);
                 continue;
             }
             if d.qos == QoS::AtMostOnce {
@@ -133,13 +157,17 @@ impl Session {
     }
 
     pub(super) fn resend_inflight(&mut self, now: Millis, out: &mut Vec<Action>) {
-        let pending: Vec<(u16, Stage, Delivery)> =
-            self.inflight.iter().map(|e| (e.packet_id, e.stage, e.delivery.clone())).collect();
+        let pending: Vec<(u16, Stage, Delivery)> = self
+            .inflight
+            .iter()
+            .map(|e| (e.packet_id, e.stage, e.delivery.clone()))
+            .collect();
         for (id, stage, d) in pending {
             match stage {
                 Stage::Sent => {
                     if !self.send_publish(&d, Some(id), true, now, out) {
                         self.inflight.retain(|e| e.packet_id != id);
+                        self.persist_entry_gone(&d, out);
                     }
                 }
                 Stage::Released => out.push(Action::Send(Packet::PubRel(PubResp::new(id)))),
@@ -148,29 +176,40 @@ impl Session {
     }
 
     pub(super) fn drop_expired_queued(&mut self, now: Millis, out: &mut Vec<Action>) {
-        let before = self.queue.len();
-        let mut freed = 0;
-        self.queue.retain(|d| {
-            let keep = !d.msg.is_expired(now);
-            if !keep {
-                freed += d.msg.size();
-            }
-            keep
-        });
-        self.queued_bytes -= freed;
-        for _ in self.queue.len()..before {
+        if !self.queue.iter().any(|d| d.msg.is_expired(now)) {
+            return;
+        }
+        let (expired, kept): (Vec<Delivery>, Vec<Delivery>) =
+            self.queue.drain(..).partition(|d| d.msg.is_expired(now));
+        self.queue = kept.into();
+        for d in expired {
+            self.queued_bytes -= d.msg.size();
             out.push(Action::Dropped(DropReason::Expired));
+            self.persist_entry_gone(&d, out);
         }
     }
 
     /// Encode a PUBLISH for this connection. Returns false (and counts a drop) when it exceeds the
     /// client's Maximum Packet Size: the message is discarded for this client only [MQTT-3.1.2-25].
-    fn send_publish(&mut self, d: &Delivery, id: Option<u16>, dup: bool, now: Millis, out: &mut Vec<Action>) -> bool {
+    fn send_publish(
+        &mut self,
+        d: &Delivery,
+        id: Option<u16>,
+        dup: bool,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) -> bool {
         let v5 = self.protocol.is_v5();
-        let mut properties = if v5 { d.msg.properties.clone() } else { Default::default() };
+        let mut properties = if v5 {
+            d.msg.properties.clone()
+        } else {
+            Default::default()
+        };
         if v5 {
             properties.message_expiry_interval = d.msg.remaining_expiry(now);
-            properties.subscription_identifiers.clone_from(&d.subscription_ids);
+            properties
+                .subscription_identifiers
+                .clone_from(&d.subscription_ids);
         }
         let mut publish = Publish {
             dup,
@@ -181,14 +220,18 @@ impl Session {
             payload: d.msg.payload.clone(),
             properties,
         };
-        let Some(conn) = self.conn.as_mut() else { return false };
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
         if let Some(max) = conn.max_packet_size {
             let packet = Packet::Publish(publish);
             if encoded_len(&packet, self.protocol) > max as usize {
                 out.push(Action::Dropped(DropReason::TooLargeForClient));
                 return false;
             }
-            let Packet::Publish(p) = packet else { unreachable!() };
+            let Packet::Publish(p) = packet else {
+                unreachable!()
+            };
             publish = p;
         }
         if v5 && conn.alias_max_out > 0 {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use holdfast_proto::{
-    Connect, Disconnect, Packet, Properties, ProtocolVersion, PubResp, Publish, QoS, ReasonCode, RetainHandling,
-    Subscribe, SubscriptionOptions, Unsubscribe, Will,
+    Connect, Disconnect, Packet, Properties, ProtocolVersion, PubResp, Publish, QoS, ReasonCode,
+    RetainHandling, Subscribe, SubscriptionOptions, Unsubscribe, Will,
 };
 
 use super::{Delivery, Session};
@@ -36,7 +36,8 @@ fn attach(s: &mut Session, c: Connect, present: bool, now: u64) -> Vec<Action> {
     let cfg = s.cfg.clone();
     let p = validate_connect(c, &cfg, || "gen".into()).unwrap();
     let mut out = Vec::new();
-    s.attach(p, present, now, &mut out);
+    let connection = s.generation() + 1;
+    s.attach(p, present, connection, now, &mut out);
     out
 }
 
@@ -49,19 +50,44 @@ fn msg(topic: &str, qos: QoS) -> Arc<Message> {
         properties: Properties::default(),
         expires_at: None,
         publisher: None,
+        durability: crate::Durability::Flush,
+        stored: None,
     })
 }
 
 fn delivery(m: &Arc<Message>, qos: QoS) -> Delivery {
-    Delivery { msg: m.clone(), qos, retain: false, subscription_ids: vec![] }
+    Delivery {
+        msg: m.clone(),
+        qos,
+        retain: false,
+        subscription_ids: vec![],
+        seq: 0,
+    }
 }
 
 fn sent(out: &[Action]) -> Vec<&Packet> {
-    out.iter().filter_map(|a| if let Action::Send(p) = a { Some(p) } else { None }).collect()
+    out.iter()
+        .filter_map(|a| {
+            if let Action::Send(p) = a {
+                Some(p)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 fn publishes(out: &[Action]) -> Vec<&Publish> {
-    sent(out).into_iter().filter_map(|p| if let Packet::Publish(p) = p { Some(p) } else { None }).collect()
+    sent(out)
+        .into_iter()
+        .filter_map(|p| {
+            if let Packet::Publish(p) = p {
+                Some(p)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 #[test] // [MQTT-3.2.2-2] Session Present reflects the resumed session
@@ -128,16 +154,34 @@ fn inbound_qos2_exactly_once() {
     };
     let mut out = Vec::new();
     s.handle_packet(Packet::Publish(publish.clone()), T0, &mut out);
-    assert!(matches!(out[0], Action::Publish { ack: Some(PendingAck::PubRec(7)), .. }));
+    assert!(matches!(
+        out[0],
+        Action::Publish {
+            ack: Some(PendingAck::PubRec(7)),
+            ..
+        }
+    ));
     out.clear();
     s.publish_done(PendingAck::PubRec(7), ReasonCode::SUCCESS, &mut out);
     out.clear();
-    s.handle_packet(Packet::Publish(Publish { dup: true, ..publish }), T0, &mut out);
-    assert!(!out.iter().any(|a| matches!(a, Action::Publish { .. })), "routed twice: {out:?}");
+    s.handle_packet(
+        Packet::Publish(Publish {
+            dup: true,
+            ..publish
+        }),
+        T0,
+        &mut out,
+    );
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Publish { .. })),
+        "routed twice: {out:?}"
+    );
     assert!(matches!(sent(&out)[0], Packet::PubRec(r) if r.packet_id == 7));
     out.clear();
     s.handle_packet(Packet::PubRel(PubResp::new(7)), T0, &mut out);
-    assert!(matches!(sent(&out)[0], Packet::PubComp(r) if r.packet_id == 7 && r.reason == ReasonCode::SUCCESS));
+    assert!(
+        matches!(sent(&out)[0], Packet::PubComp(r) if r.packet_id == 7 && r.reason == ReasonCode::SUCCESS)
+    );
 }
 
 #[test] // [MQTT-3.3.4-9] no more QoS 1/2 in flight than the client's Receive Maximum; the rest is queued
@@ -148,7 +192,11 @@ fn receive_maximum_limits_inflight() {
     attach(&mut s, c, false, T0);
     let mut out = Vec::new();
     for _ in 0..5 {
-        s.deliver(delivery(&msg("a", QoS::AtLeastOnce), QoS::AtLeastOnce), T0, &mut out);
+        s.deliver(
+            delivery(&msg("a", QoS::AtLeastOnce), QoS::AtLeastOnce),
+            T0,
+            &mut out,
+        );
     }
     assert_eq!(publishes(&out).len(), 2);
     assert_eq!(s.queued_len(), 3);
@@ -161,7 +209,10 @@ fn receive_maximum_limits_inflight() {
 
 #[test] // QoS 0 is not queued for an offline session; QoS 1 is, up to the cap (RejectNew)
 fn offline_queue_cap_reject_new() {
-    let cfg = CoreConfig { max_queued_messages: 2, ..CoreConfig::default() };
+    let cfg = CoreConfig {
+        max_queued_messages: 2,
+        ..CoreConfig::default()
+    };
     let mut s = session(cfg);
     let mut c = connect_packet(ProtocolVersion::V5, false);
     c.properties.session_expiry_interval = Some(100);
@@ -169,12 +220,29 @@ fn offline_queue_cap_reject_new() {
     let mut out = Vec::new();
     s.detach(s.generation(), T0, &mut out);
     out.clear();
-    s.deliver(delivery(&msg("q0", QoS::AtMostOnce), QoS::AtMostOnce), T0, &mut out);
+    s.deliver(
+        delivery(&msg("q0", QoS::AtMostOnce), QoS::AtMostOnce),
+        T0,
+        &mut out,
+    );
     for i in 0..3 {
-        s.deliver(delivery(&msg(&format!("m{i}"), QoS::AtLeastOnce), QoS::AtLeastOnce), T0, &mut out);
+        s.deliver(
+            delivery(&msg(&format!("m{i}"), QoS::AtLeastOnce), QoS::AtLeastOnce),
+            T0,
+            &mut out,
+        );
     }
     assert_eq!(s.queued_len(), 2);
-    let drops: Vec<_> = out.iter().filter_map(|a| if let Action::Dropped(r) = a { Some(*r) } else { None }).collect();
+    let drops: Vec<_> = out
+        .iter()
+        .filter_map(|a| {
+            if let Action::Dropped(r) = a {
+                Some(*r)
+            } else {
+                None
+            }
+        })
+        .collect();
     assert_eq!(drops, vec![DropReason::Qos0Offline, DropReason::QueueFull]);
     let topics: Vec<_> = s.queued().map(|d| d.msg.topic.to_string()).collect();
     assert_eq!(topics, ["m0", "m1"]);
@@ -182,11 +250,19 @@ fn offline_queue_cap_reject_new() {
 
 #[test] // DropOldest keeps the newest messages
 fn offline_queue_cap_drop_oldest() {
-    let cfg = CoreConfig { max_queued_messages: 2, queue_policy: QueuePolicy::DropOldest, ..CoreConfig::default() };
+    let cfg = CoreConfig {
+        max_queued_messages: 2,
+        queue_policy: QueuePolicy::DropOldest,
+        ..CoreConfig::default()
+    };
     let mut s = session(cfg);
     let mut out = Vec::new();
     for i in 0..3 {
-        s.deliver(delivery(&msg(&format!("m{i}"), QoS::AtLeastOnce), QoS::AtLeastOnce), T0, &mut out);
+        s.deliver(
+            delivery(&msg(&format!("m{i}"), QoS::AtLeastOnce), QoS::AtLeastOnce),
+            T0,
+            &mut out,
+        );
     }
     let topics: Vec<_> = s.queued().map(|d| d.msg.topic.to_string()).collect();
     assert_eq!(topics, ["m1", "m2"]);
@@ -216,33 +292,58 @@ fn session_expiry_sweeps() {
 fn with_will(mut c: Connect, delay: Option<u32>) -> Connect {
     let mut properties = Properties::default();
     properties.will_delay_interval = delay;
-    c.will = Some(Will { topic: "will".into(), payload: Bytes::from_static(b"bye"), qos: QoS::AtLeastOnce, retain: false, properties });
+    c.will = Some(Will {
+        topic: "will".into(),
+        payload: Bytes::from_static(b"bye"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties,
+    });
     c
 }
 
 fn will_published(out: &[Action]) -> bool {
-    out.iter().any(|a| matches!(a, Action::Publish { msg, ack: None } if &*msg.topic == "will"))
+    out.iter()
+        .any(|a| matches!(a, Action::Publish { msg, ack: None } if &*msg.topic == "will"))
 }
 
 #[test] // [MQTT-3.1.2-8] will published when the connection drops; not after a normal DISCONNECT [MQTT-3.14.4-3]
 fn will_on_abnormal_close_only() {
     let mut s = session(CoreConfig::default());
-    attach(&mut s, with_will(connect_packet(ProtocolVersion::V5, true), None), false, T0);
+    attach(
+        &mut s,
+        with_will(connect_packet(ProtocolVersion::V5, true), None),
+        false,
+        T0,
+    );
     let mut out = Vec::new();
     s.detach(s.generation(), T0, &mut out);
     assert!(will_published(&out));
 
     let mut s = session(CoreConfig::default());
-    attach(&mut s, with_will(connect_packet(ProtocolVersion::V5, true), None), false, T0);
+    attach(
+        &mut s,
+        with_will(connect_packet(ProtocolVersion::V5, true), None),
+        false,
+        T0,
+    );
     let mut out = Vec::new();
     s.handle_packet(Packet::Disconnect(Disconnect::default()), T0, &mut out);
     s.detach(s.generation(), T0, &mut out);
     assert!(!will_published(&out));
 
     let mut s = session(CoreConfig::default());
-    attach(&mut s, with_will(connect_packet(ProtocolVersion::V5, true), None), false, T0);
+    attach(
+        &mut s,
+        with_will(connect_packet(ProtocolVersion::V5, true), None),
+        false,
+        T0,
+    );
     let mut out = Vec::new();
-    let d = Disconnect { reason: ReasonCode::DISCONNECT_WITH_WILL, properties: Properties::default() };
+    let d = Disconnect {
+        reason: ReasonCode::DISCONNECT_WITH_WILL,
+        properties: Properties::default(),
+    };
     s.handle_packet(Packet::Disconnect(d), T0, &mut out);
     s.detach(s.generation(), T0, &mut out);
     assert!(will_published(&out));
@@ -279,8 +380,16 @@ fn will_delay_cancelled_by_reconnect() {
 fn subscribe(filter: &str, qos: QoS, rh: RetainHandling, id: Option<u32>) -> Packet {
     let mut properties = Properties::default();
     properties.subscription_identifiers.extend(id);
-    let options = SubscriptionOptions { qos, retain_handling: rh, ..Default::default() };
-    Packet::Subscribe(Subscribe { packet_id: 1, filters: vec![(filter.into(), options)], properties })
+    let options = SubscriptionOptions {
+        qos,
+        retain_handling: rh,
+        ..Default::default()
+    };
+    Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        filters: vec![(filter.into(), options)],
+        properties,
+    })
 }
 
 #[test] // [MQTT-3.3.1-10] Retain Handling 1 sends retained messages only for a new subscription
@@ -288,27 +397,59 @@ fn retain_handling_send_if_new() {
     let mut s = session(CoreConfig::default());
     attach(&mut s, connect_packet(ProtocolVersion::V5, true), false, T0);
     let mut out = Vec::new();
-    s.handle_packet(subscribe("a/#", QoS::AtLeastOnce, RetainHandling::SendIfNew, None), T0, &mut out);
+    s.handle_packet(
+        subscribe("a/#", QoS::AtLeastOnce, RetainHandling::SendIfNew, None),
+        T0,
+        &mut out,
+    );
     assert!(out.iter().any(|a| matches!(a, Action::SendRetained { .. })));
     out.clear();
-    s.handle_packet(subscribe("a/#", QoS::AtLeastOnce, RetainHandling::SendIfNew, None), T0, &mut out);
+    s.handle_packet(
+        subscribe("a/#", QoS::AtLeastOnce, RetainHandling::SendIfNew, None),
+        T0,
+        &mut out,
+    );
     assert!(!out.iter().any(|a| matches!(a, Action::SendRetained { .. })));
     out.clear();
-    s.handle_packet(subscribe("b", QoS::AtLeastOnce, RetainHandling::DoNotSend, None), T0, &mut out);
+    s.handle_packet(
+        subscribe("b", QoS::AtLeastOnce, RetainHandling::DoNotSend, None),
+        T0,
+        &mut out,
+    );
     assert!(!out.iter().any(|a| matches!(a, Action::SendRetained { .. })));
 }
 
 #[test] // [MQTT-3.9.3-?] granted QoS capped by Maximum QoS; SUBACK before retained messages
 fn suback_grants_capped_qos() {
-    let cfg = CoreConfig { maximum_qos: QoS::AtLeastOnce, ..CoreConfig::default() };
+    let cfg = CoreConfig {
+        maximum_qos: QoS::AtLeastOnce,
+        ..CoreConfig::default()
+    };
     let mut s = session(cfg);
     attach(&mut s, connect_packet(ProtocolVersion::V5, true), false, T0);
     let mut out = Vec::new();
-    s.handle_packet(subscribe("a", QoS::ExactlyOnce, RetainHandling::SendAtSubscribe, Some(3)), T0, &mut out);
-    let suback = out.iter().position(|a| matches!(a, Action::Send(Packet::SubAck(_)))).unwrap();
-    let retained = out.iter().position(|a| matches!(a, Action::SendRetained { .. })).unwrap();
+    s.handle_packet(
+        subscribe(
+            "a",
+            QoS::ExactlyOnce,
+            RetainHandling::SendAtSubscribe,
+            Some(3),
+        ),
+        T0,
+        &mut out,
+    );
+    let suback = out
+        .iter()
+        .position(|a| matches!(a, Action::Send(Packet::SubAck(_))))
+        .unwrap();
+    let retained = out
+        .iter()
+        .position(|a| matches!(a, Action::SendRetained { .. }))
+        .unwrap();
     assert!(suback < retained);
-    let Action::Send(Packet::SubAck(ack)) = &out[suback] else { unreachable!() };
+    let Action::Send(Packet::SubAck(ack)) = &out[suback] else {
+        unreachable!()
+    };
     assert_eq!(ack.reasons, vec![ReasonCode::GRANTED_QOS_1]);
 }
 
@@ -316,8 +457,15 @@ fn suback_grants_capped_qos() {
 fn no_local_shared_is_protocol_error() {
     let mut s = session(CoreConfig::default());
     attach(&mut s, connect_packet(ProtocolVersion::V5, true), false, T0);
-    let options = SubscriptionOptions { no_local: true, ..Default::default() };
-    let sub = Subscribe { packet_id: 1, filters: vec![("$share/g/a".into(), options)], properties: Properties::default() };
+    let options = SubscriptionOptions {
+        no_local: true,
+        ..Default::default()
+    };
+    let sub = Subscribe {
+        packet_id: 1,
+        filters: vec![("$share/g/a".into(), options)],
+        properties: Properties::default(),
+    };
     let mut out = Vec::new();
     s.handle_packet(Packet::Subscribe(sub), T0, &mut out);
     assert_eq!(out, vec![Action::Close(Some(ReasonCode::PROTOCOL_ERROR))]);
@@ -328,9 +476,15 @@ fn unsubscribe_unknown_filter() {
     let mut s = session(CoreConfig::default());
     attach(&mut s, connect_packet(ProtocolVersion::V5, true), false, T0);
     let mut out = Vec::new();
-    let u = Unsubscribe { packet_id: 2, filters: vec!["nope".into()], properties: Properties::default() };
+    let u = Unsubscribe {
+        packet_id: 2,
+        filters: vec!["nope".into()],
+        properties: Properties::default(),
+    };
     s.handle_packet(Packet::Unsubscribe(u), T0, &mut out);
-    assert!(matches!(sent(&out)[0], Packet::UnsubAck(a) if a.reasons == vec![ReasonCode::NO_SUBSCRIPTION_EXISTED]));
+    assert!(
+        matches!(sent(&out)[0], Packet::UnsubAck(a) if a.reasons == vec![ReasonCode::NO_SUBSCRIPTION_EXISTED])
+    );
 }
 
 #[test] // [MQTT-3.3.2-5] an expired queued message is not delivered; [MQTT-3.3.2-6] the interval is counted down
@@ -377,44 +531,102 @@ fn outbound_topic_alias() {
     attach(&mut s, c, false, T0);
     let mut out = Vec::new();
     for t in ["x/y", "x/y", "other"] {
-        s.deliver(delivery(&msg(t, QoS::AtMostOnce), QoS::AtMostOnce), T0, &mut out);
+        s.deliver(
+            delivery(&msg(t, QoS::AtMostOnce), QoS::AtMostOnce),
+            T0,
+            &mut out,
+        );
     }
     let p = publishes(&out);
-    assert_eq!((&*p[0].topic, p[0].properties.topic_alias), ("x/y", Some(1)));
+    assert_eq!(
+        (&*p[0].topic, p[0].properties.topic_alias),
+        ("x/y", Some(1))
+    );
     assert_eq!((&*p[1].topic, p[1].properties.topic_alias), ("", Some(1)));
     assert_eq!((&*p[2].topic, p[2].properties.topic_alias), ("other", None));
 }
 
 #[test] // [MQTT-3.3.2-9] [MQTT-3.3.2-10] inbound topic alias beyond the maximum closes with 0x94
 fn inbound_topic_alias_rules() {
-    let cfg = CoreConfig { topic_alias_maximum: 2, ..CoreConfig::default() };
+    let cfg = CoreConfig {
+        topic_alias_maximum: 2,
+        ..CoreConfig::default()
+    };
     let mut s = session(cfg);
     attach(&mut s, connect_packet(ProtocolVersion::V5, true), false, T0);
     let mut props = Properties::default();
     props.topic_alias = Some(1);
-    let p = Publish { dup: false, qos: QoS::AtMostOnce, retain: false, topic: "long/topic".into(), packet_id: None, payload: Bytes::new(), properties: props.clone() };
+    let p = Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: "long/topic".into(),
+        packet_id: None,
+        payload: Bytes::new(),
+        properties: props.clone(),
+    };
     let mut out = Vec::new();
     s.handle_packet(Packet::Publish(p.clone()), T0, &mut out);
-    s.handle_packet(Packet::Publish(Publish { topic: String::new(), ..p.clone() }), T0, &mut out);
-    let topics: Vec<_> = out.iter().filter_map(|a| if let Action::Publish { msg, .. } = a { Some(msg.topic.to_string()) } else { None }).collect();
+    s.handle_packet(
+        Packet::Publish(Publish {
+            topic: String::new(),
+            ..p.clone()
+        }),
+        T0,
+        &mut out,
+    );
+    let topics: Vec<_> = out
+        .iter()
+        .filter_map(|a| {
+            if let Action::Publish { msg, .. } = a {
+                Some(msg.topic.to_string())
+            } else {
+                None
+            }
+        })
+        .collect();
     assert_eq!(topics, ["long/topic", "long/topic"]);
     out.clear();
     props.topic_alias = Some(3);
-    s.handle_packet(Packet::Publish(Publish { properties: props, ..p }), T0, &mut out);
-    assert_eq!(out, vec![Action::Close(Some(ReasonCode::TOPIC_ALIAS_INVALID))]);
+    s.handle_packet(
+        Packet::Publish(Publish {
+            properties: props,
+            ..p
+        }),
+        T0,
+        &mut out,
+    );
+    assert_eq!(
+        out,
+        vec![Action::Close(Some(ReasonCode::TOPIC_ALIAS_INVALID))]
+    );
 }
 
 #[test] // [MQTT-3.3.4-8] more inbound QoS 1/2 than the server's Receive Maximum closes with 0x93
 fn inbound_receive_maximum() {
-    let cfg = CoreConfig { receive_maximum: 1, ..CoreConfig::default() };
+    let cfg = CoreConfig {
+        receive_maximum: 1,
+        ..CoreConfig::default()
+    };
     let mut s = session(cfg);
     attach(&mut s, connect_packet(ProtocolVersion::V5, true), false, T0);
-    let p = |id| Publish { dup: false, qos: QoS::ExactlyOnce, retain: false, topic: "t".into(), packet_id: Some(id), payload: Bytes::new(), properties: Properties::default() };
+    let p = |id| Publish {
+        dup: false,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: "t".into(),
+        packet_id: Some(id),
+        payload: Bytes::new(),
+        properties: Properties::default(),
+    };
     let mut out = Vec::new();
     s.handle_packet(Packet::Publish(p(1)), T0, &mut out);
     out.clear();
     s.handle_packet(Packet::Publish(p(2)), T0, &mut out);
-    assert_eq!(out, vec![Action::Close(Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED))]);
+    assert_eq!(
+        out,
+        vec![Action::Close(Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED))]
+    );
 }
 
 #[test] // [MQTT-3.1.4-3] takeover tells the old v5 connection 0x8E
@@ -437,7 +649,14 @@ fn disconnect_cannot_raise_zero_expiry() {
     let mut props = Properties::default();
     props.session_expiry_interval = Some(30);
     let mut out = Vec::new();
-    s.handle_packet(Packet::Disconnect(Disconnect { reason: ReasonCode::SUCCESS, properties: props }), T0, &mut out);
+    s.handle_packet(
+        Packet::Disconnect(Disconnect {
+            reason: ReasonCode::SUCCESS,
+            properties: props,
+        }),
+        T0,
+        &mut out,
+    );
     assert_eq!(out, vec![Action::Close(Some(ReasonCode::PROTOCOL_ERROR))]);
 }
 
@@ -449,4 +668,267 @@ fn second_connect_is_protocol_error() {
     let mut out = Vec::new();
     s.handle_packet(Packet::Connect(c), T0, &mut out);
     assert_eq!(out, vec![Action::Close(Some(ReasonCode::PROTOCOL_ERROR))]);
+}
+
+// --- Storing state (MQTT 4.1): what the session asks the store to record, and in which order. ---
+
+use crate::message::StoredRef;
+use crate::persist::{Op, OutEntry, SessionRecord};
+use crate::session::Restored;
+use crate::Durability;
+
+fn stored_msg(topic: &str, qos: QoS, class: Durability, id: u64) -> Arc<Message> {
+    let mut m = (*msg(topic, qos)).clone();
+    m.durability = class;
+    m.stored = Some(Arc::new(StoredRef::new(id, Arc::new(|_| {}))));
+    Arc::new(m)
+}
+
+fn persisted(out: &[Action]) -> Vec<(&Op, Durability)> {
+    out.iter()
+        .filter_map(|a| {
+            if let Action::Persist(op, c) = a {
+                Some((op, *c))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn persistent_connect(expiry: u32) -> Connect {
+    let mut c = connect_packet(ProtocolVersion::V5, false);
+    c.properties.session_expiry_interval = Some(expiry);
+    c
+}
+
+#[test] // [MQTT-4.1.0-1] a session that outlives its connection is stored before its CONNACK is sent
+fn persistent_session_stored_before_connack() {
+    let mut s = session(CoreConfig::default());
+    let out = attach(&mut s, persistent_connect(60), false, T0);
+    let put = out
+        .iter()
+        .position(|a| matches!(a, Action::Persist(Op::PutSession { .. }, Durability::Flush)))
+        .unwrap();
+    let connack = out
+        .iter()
+        .position(|a| matches!(a, Action::Send(Packet::ConnAck(_))))
+        .unwrap();
+    assert!(put < connack);
+
+    let mut s = session(CoreConfig::default());
+    let out = attach(&mut s, connect_packet(ProtocolVersion::V5, true), false, T0);
+    assert!(
+        persisted(&out).is_empty(),
+        "a session ending with its connection needs no storing"
+    );
+}
+
+#[test] // sync: the packet id is stored (fsync'd) before the PUBLISH goes out; PUBACK deletes the entry
+fn stored_delivery_lifecycle() {
+    let mut s = session(CoreConfig::default());
+    attach(&mut s, persistent_connect(60), false, T0);
+    let m = stored_msg("pay", QoS::AtLeastOnce, Durability::Sync, 42);
+    let mut out = Vec::new();
+    s.deliver(delivery(&m, QoS::AtLeastOnce), T0, &mut out);
+    let ops = persisted(&out);
+    let Op::PutOutbound { entry, seq, .. } = ops[0].0 else {
+        panic!("{ops:?}")
+    };
+    assert_eq!(ops[0].1, Durability::Sync);
+    assert_eq!(entry.message_id, 42);
+    let id = publishes(&out)[0].packet_id;
+    assert_eq!(entry.packet_id, id);
+    let seq = *seq;
+    assert!(matches!(out[0], Action::Persist(..)) && matches!(out[1], Action::Send(_)));
+    out.clear();
+    s.handle_packet(Packet::PubAck(PubResp::new(id.unwrap())), T0, &mut out);
+    assert!(matches!(persisted(&out)[0].0, Op::DeleteOutbound { seq: s, .. } if *s == seq));
+}
+
+#[test] // QoS 2 outbound: the released stage is stored before PUBREL [MQTT-4.3.3-?]
+fn released_stage_stored_before_pubrel() {
+    let mut s = session(CoreConfig::default());
+    attach(&mut s, persistent_connect(60), false, T0);
+    let m = stored_msg("pay", QoS::ExactlyOnce, Durability::Sync, 7);
+    let mut out = Vec::new();
+    s.deliver(delivery(&m, QoS::ExactlyOnce), T0, &mut out);
+    let id = publishes(&out)[0].packet_id.unwrap();
+    out.clear();
+    s.handle_packet(Packet::PubRec(PubResp::new(id)), T0, &mut out);
+    assert!(
+        matches!(&out[0], Action::Persist(Op::PutOutbound { entry, .. }, Durability::Sync) if entry.released)
+    );
+    assert!(matches!(&out[1], Action::Send(Packet::PubRel(_))));
+}
+
+#[test] // volatile messages and sessions that end with their connection are never stored
+fn volatile_is_not_stored() {
+    let mut s = session(CoreConfig::default());
+    attach(&mut s, persistent_connect(60), false, T0);
+    let mut out = Vec::new();
+    let m = msg("meters/1", QoS::AtLeastOnce); // not stored
+    s.deliver(delivery(&m, QoS::AtLeastOnce), T0, &mut out);
+    assert!(persisted(&out).is_empty());
+
+    let mut s = session(CoreConfig::default());
+    attach(&mut s, connect_packet(ProtocolVersion::V5, true), false, T0);
+    let mut out = Vec::new();
+    s.deliver(
+        delivery(
+            &stored_msg("x", QoS::AtLeastOnce, Durability::Sync, 1),
+            QoS::AtLeastOnce,
+        ),
+        T0,
+        &mut out,
+    );
+    assert!(persisted(&out).is_empty());
+}
+
+#[test] // a subscription to a sync topic raises the session to sync: SUBACK waits for an fsync
+fn subscription_raises_session_class() {
+    let mut cfg = CoreConfig::default();
+    cfg.durability
+        .rules
+        .push(("payments/#".into(), Durability::Sync));
+    let mut s = session(cfg);
+    attach(&mut s, persistent_connect(60), false, T0);
+    let mut out = Vec::new();
+    s.handle_packet(
+        subscribe(
+            "payments/+",
+            QoS::AtLeastOnce,
+            RetainHandling::DoNotSend,
+            None,
+        ),
+        T0,
+        &mut out,
+    );
+    assert_eq!(s.durability(), Durability::Sync);
+    let ops = persisted(&out);
+    assert!(ops
+        .iter()
+        .any(|(op, c)| matches!(op, Op::PutSession { .. }) && *c == Durability::Sync));
+    assert!(ops.iter().any(
+        |(op, c)| matches!(op, Op::PutSubscription { filter, .. } if filter == "payments/+")
+            && *c == Durability::Sync
+    ));
+    let suback = out
+        .iter()
+        .position(|a| matches!(a, Action::Send(Packet::SubAck(_))))
+        .unwrap();
+    assert!(out[..suback]
+        .iter()
+        .any(|a| matches!(a, Action::Persist(..))));
+}
+
+#[test] // inbound QoS 2 ids are stored with the message's class before PUBREC, and deleted on PUBREL
+fn inbound_qos2_id_stored() {
+    let mut s = session(CoreConfig::default());
+    attach(&mut s, persistent_connect(60), false, T0);
+    let p = Publish {
+        dup: false,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: "t".into(),
+        packet_id: Some(9),
+        payload: Bytes::new(),
+        properties: Properties::default(),
+    };
+    let mut out = Vec::new();
+    s.handle_packet(Packet::Publish(p), T0, &mut out);
+    assert!(matches!(
+        persisted(&out)[0].0,
+        Op::PutInboundQos2 { packet_id: 9, .. }
+    ));
+    out.clear();
+    s.handle_packet(Packet::PubRel(PubResp::new(9)), T0, &mut out);
+    assert!(matches!(
+        persisted(&out)[0].0,
+        Op::DeleteInboundQos2 { packet_id: 9, .. }
+    ));
+}
+
+#[test] // [MQTT-4.4.0-1] after a restart, in-flight messages go out again with DUP and their packet ids, then the queue
+fn restored_session_resends_with_original_packet_ids() {
+    let cfg = Arc::new(CoreConfig::default());
+    let entry = |pid: Option<u16>, released| OutEntry {
+        message_id: 1,
+        qos: 2,
+        retain: false,
+        subscription_ids: vec![],
+        packet_id: pid,
+        released,
+    };
+    let m = stored_msg("a", QoS::ExactlyOnce, Durability::Sync, 1);
+    let r = Restored {
+        record: SessionRecord {
+            protocol: 5,
+            expiry: 600,
+            disconnected_at: Some(T0),
+            will: None,
+            will_due: None,
+        },
+        subscriptions: vec![("a".into(), 2, None)],
+        outbound: vec![
+            (3, entry(Some(17), false), m.clone()),
+            (4, entry(Some(18), true), m.clone()),
+            (5, entry(None, false), m),
+        ],
+        inbound_qos2: vec![5],
+    };
+    let mut out = Vec::new();
+    let mut s = Session::restore(Arc::from("c1"), r, cfg, T0 + 1000, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(s.inbound_qos2().collect::<Vec<_>>(), vec![5]);
+    let mut c = persistent_connect(600);
+    c.properties.receive_maximum = Some(10);
+    let out = attach(&mut s, c, true, T0 + 2000);
+    let pkts = sent(&out);
+    assert!(matches!(pkts[1], Packet::Publish(p) if p.dup && p.packet_id == Some(17)));
+    assert!(matches!(pkts[2], Packet::PubRel(r) if r.packet_id == 18));
+    assert!(
+        matches!(pkts[3], Packet::Publish(p) if !p.dup && p.packet_id.is_some_and(|id| id != 17 && id != 18))
+    );
+}
+
+#[test] // a session connected when the broker died lost its connection then: its will is published
+fn restored_connected_session_publishes_will() {
+    let cfg = Arc::new(CoreConfig::default());
+    let will = crate::persist::StoredWill {
+        topic: "will".into(),
+        payload: Bytes::from_static(b"x"),
+        qos: 1,
+        retain: false,
+        properties: Properties::default(),
+    };
+    let r = Restored {
+        record: SessionRecord {
+            protocol: 4,
+            expiry: u32::MAX,
+            disconnected_at: None,
+            will: Some(will),
+            will_due: None,
+        },
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let s = Session::restore(Arc::from("c1"), r, cfg, T0, &mut out);
+    assert!(will_published(&out));
+    assert_eq!(s.disconnected_at(), Some(T0));
+    assert!(persisted(&out).iter().any(|(op, _)| matches!(op, Op::PutSession { record, .. } if record.disconnected_at == Some(T0) && record.will.is_none())));
+}
+
+#[test] // [MQTT-3.1.3-9] a will whose delay outlasts the session is published when the session ends
+fn will_published_at_session_end_before_delay() {
+    let mut s = session(CoreConfig::default());
+    let mut c = with_will(connect_packet(ProtocolVersion::V5, false), Some(30));
+    c.properties.session_expiry_interval = Some(1);
+    attach(&mut s, c, false, T0);
+    let mut out = Vec::new();
+    s.detach(s.generation(), T0, &mut out);
+    assert!(!will_published(&out));
+    s.tick(T0 + 1_000, &mut out);
+    assert!(will_published(&out));
+    assert!(s.has_ended());
 }
