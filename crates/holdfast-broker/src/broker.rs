@@ -369,7 +369,14 @@ impl Broker {
                     options,
                     id,
                 } => {
-                    self.send_retained(inner, slot, &filter, options, id, later, batch);
+                    self.send_retained(
+                        inner,
+                        slot,
+                        &filter,
+                        Subscription { options, id },
+                        later,
+                        batch,
+                    );
                 }
                 Action::Dropped(reason) => self.stats.dropped(reason),
                 Action::Publish { .. } | Action::EndSession => later.push(action),
@@ -386,8 +393,7 @@ impl Broker {
         inner: &mut SlotInner,
         slot: &Arc<Slot>,
         filter: &str,
-        options: holdfast_proto::SubscriptionOptions,
-        id: Option<u32>,
+        sub: Subscription,
         later: &mut Vec<Action>,
         batch: &mut Batch,
     ) {
@@ -401,9 +407,9 @@ impl Broker {
         for msg in msgs {
             // Retained messages sent on subscribe carry RETAIN = 1 [MQTT-3.3.1-8].
             let d = Delivery {
-                qos: msg.qos.min(options.qos),
+                qos: msg.qos.min(sub.options.qos),
                 retain: true,
-                subscription_ids: id.into_iter().collect(),
+                subscription_ids: sub.id.into_iter().collect(),
                 msg,
                 seq: 0,
             };

@@ -42,27 +42,42 @@ pub enum ServeError {
     },
 }
 
-/// Open the store the configuration asks for: none on disk when every class is volatile.
-fn open_store(storage: &StorageConfig) -> Result<Arc<dyn Store>, ServeError> {
+/// Open the store the configuration asks for: none on disk when every class is volatile. The data
+/// directory is locked for the life of the process: two brokers writing one log would corrupt it.
+fn open_store(
+    storage: &StorageConfig,
+) -> Result<(Arc<dyn Store>, Option<std::fs::File>), ServeError> {
     let rules = storage.durability_rules();
     let all_volatile = rules.default == Durability::Volatile
         && rules.rules.iter().all(|(_, d)| *d == Durability::Volatile);
     if all_volatile {
         info!("all durability classes are volatile: session state is kept in memory only");
-        return Ok(Arc::new(MemoryStore::new()));
+        return Ok((Arc::new(MemoryStore::new()), None));
+    }
+    let store_error = |source| ServeError::Store {
+        dir: storage.data_dir.clone(),
+        source,
+    };
+    let io = |e: std::io::Error| store_error(StoreError::Io(e.to_string()));
+    std::fs::create_dir_all(&storage.data_dir).map_err(io)?;
+    let lock = std::fs::File::create(storage.data_dir.join("LOCK")).map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let busy =
+                "another process (a running holdfast?) holds the lock on this data directory";
+            return Err(store_error(StoreError::Io(busy.into())));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
     }
     let opts = LogOptions {
         flush_interval: storage.flush_interval,
         max_bytes: storage.max_bytes,
         ..LogOptions::default()
     };
-    let (store, report) =
-        LogStore::open(&storage.data_dir, opts).map_err(|source| ServeError::Store {
-            dir: storage.data_dir.clone(),
-            source,
-        })?;
+    let (store, report) = LogStore::open(&storage.data_dir, opts).map_err(store_error)?;
     info!(dir = %storage.data_dir.display(), "store recovered: {report}");
-    Ok(Arc::new(store))
+    Ok((Arc::new(store), Some(lock)))
 }
 
 /// How often offline sessions, wills and retained messages are checked for expiry.
@@ -74,7 +89,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let store = open_store(&config.storage)?;
+    let (store, _lock) = open_store(&config.storage)?;
     let state = store.load();
     let broker = Arc::new(Broker::new(
         config.core.clone(),

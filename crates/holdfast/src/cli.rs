@@ -29,6 +29,52 @@ pub enum Command {
         On SIGINT or SIGTERM the broker shuts down gracefully within [server] shutdown_timeout; \
         a second signal ends it at once.")]
     Serve(ServeArgs),
+    /// Inspect or measure a data directory offline: `verify`, `check`.
+    Store(StoreArgs),
+    /// Load-test an MQTT broker: fanin, fanout, conns, durable.
+    #[command(
+        long_about = "Load-test an MQTT broker (Holdfast or any other) over raw MQTT 3.1.1 \
+        or 5.0 on TCP. Every payload carries its publisher id, sequence number and send time: the \
+        run reports delivered and acknowledged msgs/s, latency percentiles, and lost, duplicated \
+        and reordered messages. See BENCHMARKS.md and scripts/bench-compare."
+    )]
+    Bench(holdfast_bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    #[command(subcommand)]
+    pub command: StoreCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Read a data directory (read-only) and report what it holds and what is damaged.
+    #[command(
+        long_about = "Read a data directory (read-only) and report what it holds and what is \
+        damaged: segments, sessions, subscriptions, messages, corrupt records with their file and \
+        offset, a torn tail. Run it on a stopped broker's directory; nothing is changed.\n\n\
+        Exit code 0: no damage; 1: damaged records found, or the directory cannot be read."
+    )]
+    Verify {
+        /// The data directory (storage.data_dir)
+        #[arg(long, value_name = "DIR", default_value = "./holdfast-data")]
+        data_dir: PathBuf,
+    },
+    /// Measure the disk under a data directory: fsync latency, write throughput, and the `sync`
+    /// message rate it can sustain.
+    Check {
+        /// The data directory (storage.data_dir); a temporary file is written there
+        #[arg(long, value_name = "DIR", default_value = "./holdfast-data")]
+        data_dir: PathBuf,
+        /// How long to measure, e.g. 5s
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -105,7 +151,43 @@ mod tests {
         let argv = ["holdfast", "serve"].iter().chain(args);
         Cli::try_parse_from(argv).map(|cli| match cli.command {
             Command::Serve(args) => args,
+            other => panic!("not serve: {other:?}"),
         })
+    }
+
+    #[test]
+    fn store_subcommands() {
+        let cli = Cli::try_parse_from(["holdfast", "store", "verify", "--data-dir", "/d"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Store(StoreArgs { command: StoreCommand::Verify { data_dir } }) if data_dir == std::path::Path::new("/d"))
+        );
+        let cli = Cli::try_parse_from(["holdfast", "store", "check", "--duration", "2s"]).unwrap();
+        match cli.command {
+            Command::Store(StoreArgs {
+                command: StoreCommand::Check { data_dir, duration },
+            }) => {
+                assert_eq!(data_dir, PathBuf::from("./holdfast-data"));
+                assert_eq!(duration, std::time::Duration::from_secs(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let err =
+            Cli::try_parse_from(["holdfast", "store", "check", "--duration", "soon"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn bench_subcommand() {
+        let cli = Cli::try_parse_from(["holdfast", "bench", "fanin", "-q", "1", "--json"]).unwrap();
+        match cli.command {
+            Command::Bench(args) => {
+                assert_eq!(args.scenario, holdfast_bench::Scenario::Fanin);
+                assert_eq!((args.qos, args.json), (1, true));
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = Cli::try_parse_from(["holdfast", "bench", "sideways"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

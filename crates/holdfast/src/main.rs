@@ -3,6 +3,7 @@
 mod cli;
 mod logging;
 mod signals;
+mod store;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Store(args) => store::run(args),
+        Command::Bench(args) => ExitCode::from(holdfast_bench::execute(args)),
     }
 }
 

@@ -164,6 +164,14 @@ format = "json"
         allow_zero_length_client_id: false,
         max_client_id_len: 128,
         max_subscriptions: 50,
+        durability: holdfast_core::durability::DurabilityRules {
+            default: holdfast_core::Durability::Sync,
+            rules: vec![
+                ("telemetry/#".into(), holdfast_core::Durability::Volatile),
+                ("+/debug".into(), holdfast_core::Durability::Volatile),
+                ("billing/#".into(), holdfast_core::Durability::Flush),
+            ],
+        },
     };
     assert_eq!(config.core, expected_core);
     assert_eq!(config.max_connections, 10_000);

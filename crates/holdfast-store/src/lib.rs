@@ -1,0 +1,89 @@
+//! Storage of MQTT Session state and retained messages (MQTT 5.0 section 4.1).
+//!
+//! The broker keeps its working state in memory; a store records every change to it as [`Op`]s, in
+//! batches, so that the state can be rebuilt at start ([`Store::load`]). A batch is committed with a
+//! [`Durability`]: `Flush` completes once written to the OS (survives `kill -9`), `Sync` once fsync'd
+//! (survives power loss). The durable store commits the batches of every connection together: one
+//! write, at most one fsync, then every completion (group commit).
+//!
+//! - [`MemoryStore`]: volatile, and the reference model of the semantics ([`StoredState::apply`]).
+//! - [`LogStore`]: the durable store, a segmented checksummed log (format in `docs/storage.md`).
+//! - [`verify`] reads a data directory offline; [`check`] measures what its disk can sustain.
+//! - [`FaultyBackend`] simulates power loss, failing writes and fsyncs and a full disk, for tests.
+//!
+//! Garbage: a message no outbound entry or retained topic refers to, and an outbound entry or a
+//! retained topic whose message is gone, may be dropped at any compaction and at every start
+//! ([`StoredState::collect_garbage`]). So put a message in the same batch as its first reference.
+
+mod backend;
+mod check;
+mod codec;
+mod committer;
+mod faulty;
+mod live;
+mod log;
+mod memory;
+mod record;
+mod recovery;
+mod segment;
+mod state;
+mod verify;
+
+pub use backend::{Backend, BackendFile, FsBackend};
+pub use check::{check, CheckReport, SyncRate};
+pub use faulty::{CrashMode, FaultyBackend};
+pub use holdfast_core::persist::{Op, OutEntry, SessionRecord, StoredMessage, StoredWill};
+pub use holdfast_core::Durability;
+pub use log::{LogOptions, LogStore};
+pub use memory::MemoryStore;
+pub use recovery::{CorruptRecord, RecoveryReport, StateCounts};
+pub use state::{StoredSession, StoredState};
+pub use verify::{verify, verify_with, SegmentReport, VerifyReport};
+
+/// Why a commit or an open failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    #[error("store quota of {max} bytes reached")]
+    QuotaExceeded { max: u64 },
+    #[error("store is closed")]
+    Closed,
+}
+
+/// Called once a committed batch is as durable as asked, or failed. Runs on the committer thread:
+/// it must be quick (send on a channel, wake a task).
+pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// What a store can report about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Bytes used on disk (all segments).
+    pub disk_bytes: u64,
+    /// Batches recorded.
+    pub batches: u64,
+    pub fsyncs: u64,
+    /// Records found damaged during recovery and skipped.
+    pub corrupt_records_skipped: u64,
+    /// Bytes cut off the torn tail during recovery.
+    pub torn_bytes_truncated: u64,
+    /// Batches that completed with an error (I/O, quota, closed).
+    pub failed_commits: u64,
+    /// write(2) calls of group commit: each carries every batch that was pending.
+    pub writes: u64,
+    /// Snapshots written (compaction, repair after a failure, recovery of damaged data).
+    pub compactions: u64,
+    /// Batches refused with [`StoreError::QuotaExceeded`] (also counted in `failed_commits`).
+    pub quota_rejections: u64,
+}
+
+pub trait Store: Send + Sync {
+    /// Queue a batch. `done` (if any) is called when the batch is durable as `durability` asks, in
+    /// commit order. `Volatile` batches are not recorded at all and complete at once.
+    fn commit(&self, ops: Vec<Op>, durability: Durability, done: Option<Completion>);
+    /// The state recorded so far (after recovery, at start).
+    fn load(&self) -> StoredState;
+    fn stats(&self) -> StoreStats;
+    /// Write and fsync everything pending; used at shutdown.
+    fn close(&self);
+}
