@@ -29,6 +29,9 @@ use tokio::sync::mpsc;
 use crate::stats::Stats;
 use crate::ticket::Ticket;
 
+mod admin;
+pub use admin::{AdminAction, BrokerStats, RetainedInfo, SessionQuery};
+
 /// Most packets waiting to be written to one connection before QoS 0 messages to it are dropped: a
 /// client that does not read must not grow the broker's memory without bound.
 const MAX_PENDING_WRITES: usize = 16 * 1024;
@@ -134,6 +137,10 @@ pub struct Broker {
     pub stats: Stats,
     pub max_connections: usize,
     pub connections: AtomicUsize,
+    /// Set once recovery finished and the listeners are bound (`/readyz`).
+    pub ready: AtomicBool,
+    /// When the broker started (ms since the epoch), for uptime.
+    pub started_at: Millis,
     next_client_id: AtomicU64,
     next_connection: AtomicU64,
     id_prefix: String,
@@ -183,6 +190,8 @@ impl Broker {
             stats: Stats::default(),
             max_connections,
             connections: AtomicUsize::new(0),
+            ready: AtomicBool::new(false),
+            started_at: now_millis(),
             next_client_id: AtomicU64::new(1),
             next_connection: AtomicU64::new(1),
             id_prefix: format!("holdfast-{:x}-", now_millis()),

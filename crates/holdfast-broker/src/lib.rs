@@ -3,6 +3,7 @@
 pub mod broker;
 pub mod config;
 mod connection;
+mod listener;
 pub mod stats;
 pub mod ticket;
 
@@ -13,15 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use holdfast_proto::ReasonCode;
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use holdfast_core::Durability;
 use holdfast_store::{LogOptions, LogStore, MemoryStore, Store, StoreError};
 
 use crate::broker::{now_millis, Broker};
-use crate::config::{Config, ListenerProtocol, StorageConfig};
+use crate::config::{Config, StorageConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -107,27 +107,7 @@ pub async fn serve(
     }
     let mut tasks = JoinSet::new();
     for l in &config.listeners {
-        let protocol = match l.protocol {
-            ListenerProtocol::Tcp => "tcp",
-            ListenerProtocol::Tls => "tls",
-            ListenerProtocol::Ws => "ws",
-            ListenerProtocol::Wss => "wss",
-        };
-        if l.protocol != ListenerProtocol::Tcp {
-            return Err(ServeError::Unsupported {
-                addr: l.bind,
-                protocol,
-            });
-        }
-        let listener = TcpListener::bind(l.bind)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: l.bind,
-                source,
-            })?;
-        let local = listener.local_addr().unwrap_or(l.bind);
-        info!(addr = %local, protocol, "listening");
-        tasks.spawn(accept_loop(broker.clone(), listener));
+        listener::start(l, broker.clone(), &mut tasks).await?;
     }
     let sweeper = broker.clone();
     tasks.spawn(async move {
@@ -138,6 +118,7 @@ pub async fn serve(
             sweeper.sweep(now_millis());
         }
     });
+    broker.ready.store(true, Ordering::Release);
     info!(version = env!("CARGO_PKG_VERSION"), "holdfast ready");
     shutdown.await;
     info!("shutting down");
@@ -156,20 +137,4 @@ pub async fn serve(
     }
     broker.close_store();
     Ok(())
-}
-
-async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(connection::serve_connection(broker.clone(), stream, peer));
-            }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                error!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
 }

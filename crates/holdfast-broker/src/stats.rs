@@ -13,6 +13,7 @@ pub struct Stats {
     pub dropped_too_large: AtomicU64,
     pub dropped_qos0_offline: AtomicU64,
     pub connections_refused: AtomicU64,
+    pub discarded_sessions_admin: AtomicU64,
 }
 
 impl Stats {

@@ -26,6 +26,29 @@ pub struct Subscription {
     pub id: Option<u32>,
 }
 
+/// A snapshot of a session for administrators (admin API, `holdfast ctl`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInfo {
+    pub client_id: ClientId,
+    pub protocol: ProtocolVersion,
+    pub connected: bool,
+    pub connected_at: Option<Millis>,
+    pub disconnected_at: Option<Millis>,
+    /// Session Expiry Interval, seconds ([`EXPIRY_NEVER`] never).
+    pub expiry_interval: u32,
+    /// When the session ends if its client stays away.
+    pub expires_at: Option<Millis>,
+    pub subscriptions: Vec<(String, Subscription)>,
+    pub queued: usize,
+    pub queued_bytes: u64,
+    pub inflight: usize,
+    pub inbound_qos2: usize,
+    pub durability: Durability,
+    /// A copy is in the store (the session outlives its connection and its class is not volatile).
+    pub stored: bool,
+    pub has_will: bool,
+}
+
 /// Where an outbound QoS 1/2 message stands [MQTT-4.3.2] [MQTT-4.3.3].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -74,6 +97,7 @@ pub struct Session {
     will_due: Option<Millis>,
     conn: Option<Conn>,
     disconnected_at: Option<Millis>,
+    connected_at: Option<Millis>,
     /// The id of the attached (or last) connection, so a stale connection cannot detach its successor.
     generation: u64,
     ended: bool,
@@ -103,6 +127,7 @@ impl Session {
             will_due: None,
             conn: None,
             disconnected_at: None,
+            connected_at: None,
             generation: 0,
             ended: false,
             durability: Durability::Volatile,
@@ -182,6 +207,7 @@ impl Session {
         self.will = p.will.clone();
         self.will_due = None;
         self.disconnected_at = None;
+        self.connected_at = Some(now);
         self.conn = Some(Conn {
             receive_maximum: p.receive_maximum,
             max_packet_size: p.max_packet_size,
@@ -225,6 +251,43 @@ impl Session {
             self.sync_record(out);
         }
         true
+    }
+
+    /// An administrator closes the connection (MQTT 5 clients get 0x98 Administrative action) and, with
+    /// `discard`, ends the session: its state goes, and its will is published as at any session end.
+    pub fn admin_close(&mut self, discard: bool, now: Millis, out: &mut Vec<Action>) {
+        if self.conn.is_some() {
+            self.close_with(ReasonCode::ADMINISTRATIVE_ACTION, out);
+            self.detach(self.generation, now, out);
+        }
+        if discard && !self.ended {
+            self.discard(true, now, out);
+        }
+    }
+
+    /// What an administrator sees of the session.
+    pub fn info(&self) -> SessionInfo {
+        SessionInfo {
+            client_id: self.client_id.clone(),
+            protocol: self.protocol,
+            connected: self.conn.is_some(),
+            connected_at: self.connected_at.filter(|_| self.conn.is_some()),
+            disconnected_at: self.disconnected_at,
+            expiry_interval: self.expiry,
+            expires_at: self.expires_at(),
+            subscriptions: self
+                .subscriptions
+                .iter()
+                .map(|(f, s)| (f.clone(), *s))
+                .collect(),
+            queued: self.queue.len(),
+            queued_bytes: self.queued_bytes,
+            inflight: self.inflight.len(),
+            inbound_qos2: self.inbound_qos2.len(),
+            durability: self.durability,
+            stored: self.persisted,
+            has_will: self.will.is_some(),
+        }
     }
 
     /// Another connection takes this session over: the old one is told 0x8E (v5) and closed

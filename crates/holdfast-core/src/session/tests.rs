@@ -290,8 +290,10 @@ fn session_expiry_sweeps() {
 }
 
 fn with_will(mut c: Connect, delay: Option<u32>) -> Connect {
-    let mut properties = Properties::default();
-    properties.will_delay_interval = delay;
+    let properties = Properties {
+        will_delay_interval: delay,
+        ..Default::default()
+    };
     c.will = Some(Will {
         topic: "will".into(),
         payload: Bytes::from_static(b"bye"),
@@ -554,8 +556,10 @@ fn inbound_topic_alias_rules() {
     };
     let mut s = session(cfg);
     attach(&mut s, connect_packet(ProtocolVersion::V5, true), false, T0);
-    let mut props = Properties::default();
-    props.topic_alias = Some(1);
+    let mut props = Properties {
+        topic_alias: Some(1),
+        ..Default::default()
+    };
     let p = Publish {
         dup: false,
         qos: QoS::AtMostOnce,
