@@ -77,17 +77,29 @@ fn complete(done: Option<Completion>, result: Result<(), StoreError>) {
     }
 }
 
-fn only_deletes(ops: &[Op]) -> bool {
-    ops.iter().all(|op| {
-        matches!(
-            op,
-            Op::DeleteSession { .. }
-                | Op::DeleteSubscription { .. }
-                | Op::DeleteMessage { .. }
-                | Op::DeleteOutbound { .. }
-                | Op::DeleteInboundQos2 { .. }
-                | Op::DeleteRetained { .. }
-        )
+/// Does the batch add data rather than update or delete it? Only such batches count against the quota.
+fn adds_data(state: &StoredState, ops: &[Op]) -> bool {
+    ops.iter().any(|op| match op {
+        Op::PutMessage { .. } | Op::PutRetained { .. } => true,
+        Op::PutSession { client_id, .. } => !state.sessions.contains_key(client_id),
+        Op::PutSubscription {
+            client_id, filter, ..
+        } => state
+            .sessions
+            .get(client_id)
+            .is_some_and(|s| !s.subscriptions.contains_key(filter)),
+        Op::PutOutbound { client_id, seq, .. } => state
+            .sessions
+            .get(client_id)
+            .is_some_and(|s| !s.outbound.contains_key(seq)),
+        Op::PutInboundQos2 {
+            client_id,
+            packet_id,
+        } => state
+            .sessions
+            .get(client_id)
+            .is_some_and(|s| !s.inbound_qos2.contains(packet_id)),
+        _ => false,
     })
 }
 
@@ -166,34 +178,33 @@ impl Committer {
         if let Err(e) = self.repair() {
             return self.fail(batches, e);
         }
-        let mut compacted = false;
-        loop {
-            self.buf.clear();
-            let mut over_quota = false;
-            let base = self.segs.total_bytes();
+        self.buf.clear();
+        // The quota caps live state, not the log: a batch is refused only when it adds data (a message,
+        // a new queue entry, ...) that would take the live state over `max_bytes`. Deletes and updates
+        // always pass, so a full store can still drain; compaction keeps the log within about twice
+        // the live state.
+        let mut growth = 0i64;
+        {
+            let mirror = self.shared.mirror.lock();
             for b in &mut batches {
                 b.start = self.buf.len();
                 b.outcome = Ok(());
+                if self.max_bytes > 0 && adds_data(&mirror, &b.ops) {
+                    let delta: i64 = b
+                        .ops
+                        .iter()
+                        .map(|op| live::delta(&mirror, op, &mut self.scratch))
+                        .sum();
+                    if delta > 0 && self.live + growth + delta > self.max_bytes as i64 {
+                        b.outcome = Err(StoreError::QuotaExceeded {
+                            max: self.max_bytes,
+                        });
+                        continue;
+                    }
+                    growth += delta;
+                }
                 record::encode_batch(&mut self.buf, &b.ops);
-                let total = base + self.buf.len() as u64;
-                if self.max_bytes > 0 && total > self.max_bytes && !only_deletes(&b.ops) {
-                    self.buf.truncate(b.start);
-                    b.outcome = Err(StoreError::QuotaExceeded {
-                        max: self.max_bytes,
-                    });
-                    over_quota = true;
-                }
             }
-            // Compaction may free enough: try it once, if there is enough garbage in the log.
-            let live = self.live.max(0) as u64;
-            let garbage = self.segs.total_bytes().saturating_sub(live);
-            if over_quota && !compacted && garbage > (self.max_bytes / 10).max(1) {
-                compacted = true;
-                if self.compact().is_ok() {
-                    continue;
-                }
-            }
-            break;
         }
         let rejected = batches.iter().filter(|b| b.outcome.is_err()).count() as u64;
         if rejected > 0 {
@@ -271,8 +282,11 @@ impl Committer {
                 }
             }
         }
-        self.shared.stats.lock().batches +=
-            batches.iter().filter(|b| b.outcome.is_ok()).count() as u64;
+        {
+            let mut stats = self.shared.stats.lock();
+            stats.batches += batches.iter().filter(|b| b.outcome.is_ok()).count() as u64;
+            stats.live_bytes = self.live.max(0) as u64;
+        }
         for b in batches {
             complete(b.done, b.outcome);
         }
@@ -342,8 +356,10 @@ impl Committer {
             return;
         }
         let total = self.segs.total_bytes();
-        // Compact once at least half the log is garbage (and it is more than a segment).
-        let due = total > 2 * self.live.max(0) as u64 && total > self.segs.segment_size;
+        // Compact once at least half the log is garbage and it is more than a segment, or more than
+        // the quota: the log stays within about twice the live state.
+        let due = total > 2 * self.live.max(0) as u64
+            && (total > self.segs.segment_size || (self.max_bytes > 0 && total > self.max_bytes));
         if due && Instant::now() >= self.retry_at && self.compact().is_err() {
             self.retry_at = Instant::now() + MAX_BACKOFF;
         }

@@ -60,6 +60,8 @@ pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 pub struct StoreStats {
     /// Bytes used on disk (all segments).
     pub disk_bytes: u64,
+    /// Bytes the live state takes (what a snapshot would write): what `max_bytes` caps.
+    pub live_bytes: u64,
     /// Batches recorded.
     pub batches: u64,
     pub fsyncs: u64,

@@ -70,6 +70,7 @@ impl LogStore {
         *shared.mirror.lock() = recovered.state;
         *shared.stats.lock() = StoreStats {
             disk_bytes: recovered.segments.total_bytes(),
+            live_bytes: live,
             corrupt_records_skipped: report.corrupt_records.len() as u64,
             torn_bytes_truncated: report.torn_bytes_truncated,
             compactions: u64::from(report.snapshot_written),
