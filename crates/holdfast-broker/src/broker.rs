@@ -155,12 +155,12 @@ pub struct Restore {
 }
 
 /// The result of routing one message.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct RouteOutcome {
     pub delivered: usize,
     pub dropped_full: usize,
-    /// Something of the message was written to the store.
-    pub stored: bool,
+    /// The store batches the message made; its acknowledgement waits for all of them.
+    pub tickets: Vec<Arc<Ticket>>,
 }
 
 impl RouteOutcome {
@@ -268,7 +268,7 @@ impl Broker {
 
     /// The connection of `generation` is gone.
     pub fn close_session(&self, slot: &Arc<Slot>, generation: u64, now: Millis) {
-        let later = self.run(slot, None, |s, out| {
+        let later = self.run(slot, &[], |s, out| {
             s.detach(generation, now, out);
         });
         self.perform_unlocked(slot, later, now);
@@ -276,32 +276,45 @@ impl Broker {
 
     /// Handle a packet from the client of `slot`.
     pub fn handle_packet(&self, slot: &Arc<Slot>, packet: Packet, now: Millis) {
-        let later = self.run(slot, None, |s, out| s.handle_packet(packet, now, out));
+        let later = self.run(slot, &[], |s, out| s.handle_packet(packet, now, out));
         self.perform_unlocked(slot, later, now);
     }
 
     /// Run `f` on the session with its lock held and perform the actions that must keep their order
-    /// relative to other callers: writes, store changes, subscription changes. Writes wait for `gate`
+    /// relative to other callers: writes, store changes, subscription changes. Writes wait for `gates`
     /// and for the store changes `f` made. Returns the rest.
     fn run(
         &self,
         slot: &Arc<Slot>,
-        gate: Option<Arc<Ticket>>,
+        gates: &[Arc<Ticket>],
         f: impl FnOnce(&mut Session, &mut Vec<Action>),
     ) -> Vec<Action> {
+        self.run_committed(slot, gates, f).0
+    }
+
+    /// [`Broker::run`], also returning the ticket of the store batch the call made, if any.
+    fn run_committed(
+        &self,
+        slot: &Arc<Slot>,
+        gates: &[Arc<Ticket>],
+        f: impl FnOnce(&mut Session, &mut Vec<Action>),
+    ) -> (Vec<Action>, Option<Arc<Ticket>>) {
         let mut later = Vec::new();
         let mut inner = slot.inner.lock();
         let mut out = Vec::new();
         f(&mut inner.session, &mut out);
         let mut batch = Batch::default();
-        if let (Some(gate), Some(conn)) = (gate, &inner.conn) {
-            if gate.is_pending() && out.iter().any(|a| matches!(a, Action::Send(_))) {
-                conn.send(Outbound::Wait(gate));
+        if let Some(conn) = &inner.conn {
+            if out.iter().any(|a| matches!(a, Action::Send(_))) {
+                for gate in gates.iter().filter(|g| !g.is_done_ok()) {
+                    conn.send(Outbound::Wait(gate.clone()));
+                }
             }
         }
         self.perform_locked(&mut inner, slot, out, &mut later, &mut batch);
+        let ticket = batch.ticket.clone();
         self.commit(batch);
-        later
+        (later, ticket)
     }
 
     /// Hand a batch to the store; its ticket completes when the store is done with it.
@@ -341,8 +354,10 @@ impl Broker {
                             self.stats.dropped(DropReason::QueueFull);
                             continue;
                         }
-                        if matches!(packet, Packet::Publish(_)) {
+                        if let Packet::Publish(p) = &packet {
                             self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+                            self.stats.sent_by_qos[usize::from(p.qos.as_u8())]
+                                .fetch_add(1, Ordering::Relaxed);
                         }
                         conn.send(Outbound::Packet(packet));
                     }
@@ -433,11 +448,10 @@ impl Broker {
     fn perform_unlocked(&self, slot: &Arc<Slot>, actions: Vec<Action>, now: Millis) {
         for action in actions {
             match action {
-                Action::Publish { msg, ack } => {
-                    let class = msg.durability;
-                    let outcome = self.route(msg, now);
+                Action::Publish { msg, ack, store } => {
+                    let outcome = self.route_with(msg, store, now);
                     if let Some(ack) = ack {
-                        self.ack(slot, ack, outcome, class, now);
+                        self.ack(slot, ack, outcome, now);
                     }
                 }
                 Action::EndSession => self.forget(slot),
@@ -446,24 +460,11 @@ impl Broker {
         }
     }
 
-    /// Acknowledge a routed publish. When anything of it was stored, the PUBACK/PUBREC waits for an
-    /// (empty) commit of the message's class: batches complete in order, so that one completing means
-    /// the message and every queue entry made for it are stored as durably as promised.
-    fn ack(
-        &self,
-        slot: &Arc<Slot>,
-        ack: PendingAck,
-        outcome: RouteOutcome,
-        class: Durability,
-        now: Millis,
-    ) {
-        let gate = (outcome.stored && class != Durability::Volatile).then(|| {
-            let ticket = Ticket::new();
-            self.store
-                .commit(Vec::new(), class, Some(ticket.completion()));
-            ticket
-        });
-        let later = self.run(slot, gate, |s, out| {
+    /// Acknowledge a routed publish. The PUBACK/PUBREC waits for every store batch the message made
+    /// (its body, each queue entry) and carries an error if any of them failed: nothing is
+    /// acknowledged that was not stored as durably as its class promises.
+    fn ack(&self, slot: &Arc<Slot>, ack: PendingAck, outcome: RouteOutcome, now: Millis) {
+        let later = self.run(slot, &outcome.tickets, |s, out| {
             s.publish_done(ack, outcome.reason(), out)
         });
         self.perform_unlocked(slot, later, now);
@@ -484,10 +485,24 @@ impl Broker {
     /// Route a message: store its body when its class asks for it, update the retained index
     /// [MQTT-3.3.1-5] and deliver a copy to every matching session. A `sync` message reaches no
     /// subscriber before it is fsync'd.
-    pub fn route(&self, mut msg: Arc<Message>, now: Millis) -> RouteOutcome {
-        self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+    pub fn route(&self, msg: Arc<Message>, now: Millis) -> RouteOutcome {
+        self.route_with(msg, None, now)
+    }
+
+    /// [`Broker::route`], with a store change of the publisher's session (its inbound QoS 2 packet id)
+    /// that must be stored atomically with the message.
+    fn route_with(&self, mut msg: Arc<Message>, extra: Option<Op>, now: Millis) -> RouteOutcome {
+        if msg.publisher.is_some() || !msg.topic.starts_with("$SYS/") {
+            self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+            self.stats.received_by_qos[usize::from(msg.qos.as_u8())]
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let mut outcome = RouteOutcome::default();
-        let gate = self.store_message(&mut msg, &mut outcome);
+        let mut batch = self.message_batch(&mut msg);
+        if let Some(op) = extra {
+            batch.class = Some(batch.class.unwrap_or(Durability::Flush));
+            batch.ops.push(op);
+        }
         if msg.retain {
             let mut retained = self.retained.write();
             if msg.payload.is_empty() {
@@ -496,93 +511,106 @@ impl Broker {
                 retained.insert(&msg.topic, msg.clone());
             }
         }
-        let targets: Vec<(Arc<Slot>, Delivery)> = {
-            let subs = self.subs.read();
-            let mut matches = Matches::new();
-            subs.matches(&msg.topic, &mut matches);
-            let mut targets = Vec::new();
-            plan(
-                &mut matches,
-                &msg,
-                |_, v| v.slot.online.load(Ordering::Acquire),
-                &mut targets,
-            );
-            targets
-                .into_iter()
-                .map(|t| {
-                    let d = Delivery {
-                        msg: msg.clone(),
-                        qos: t.qos,
-                        retain: t.retain,
-                        subscription_ids: t.subscription_ids,
-                        seq: 0,
-                    };
-                    (t.value.slot.clone(), d)
-                })
-                .collect()
-        };
-        tracing::trace!(
-            topic = &*msg.topic,
-            qos = msg.qos.as_u8(),
-            targets = targets.len(),
-            "route"
-        );
+        let mut targets = self.targets(&msg);
+        tracing::trace!(topic = &*msg.topic, qos = msg.qos.as_u8(), targets = targets.len(), "route");
         drop(msg);
-        for (slot, d) in targets {
-            let mut result = DeliverOutcome::Accepted;
-            let later = self.run(&slot, gate.clone(), |s, out| {
-                result = s.deliver(d, now, out)
-            });
-            debug_assert!(later.is_empty());
-            match result {
-                DeliverOutcome::Accepted => outcome.delivered += 1,
-                DeliverOutcome::Dropped(DropReason::QueueFull) => outcome.dropped_full += 1,
-                // Not the publisher's concern: the subscriber's limits or its absence.
-                DeliverOutcome::Dropped(_) => outcome.delivered += 1,
+        let mut count = |result| match result {
+            DeliverOutcome::Accepted => outcome.delivered += 1,
+            DeliverOutcome::Dropped(DropReason::QueueFull) => outcome.dropped_full += 1,
+            // Not the publisher's concern: the subscriber's limits or its absence.
+            DeliverOutcome::Dropped(_) => outcome.delivered += 1,
+        };
+        if batch.class.is_none() {
+            // Nothing of it is stored: deliver session by session.
+            for (slot, deliveries) in targets {
+                for d in deliveries {
+                    let mut result = DeliverOutcome::Accepted;
+                    let later = self.run(&slot, &[], |s, out| result = s.deliver(d, now, out));
+                    debug_assert!(later.is_empty());
+                    count(result);
+                }
             }
+            return outcome;
         }
+        // One batch holds the message, its retained change, every queue entry made for it and the
+        // publisher's QoS 2 packet id, so a crash stores all of it or none. It is committed while every
+        // receiving session is locked (in address order, so lockers cannot deadlock), so no later
+        // change of theirs can reach the store first. Everything sent for it waits for that commit.
+        let ticket = Ticket::new();
+        batch.ticket = Some(ticket.clone());
+        targets.sort_by_key(|(slot, _)| Arc::as_ptr(slot));
+        let (slots, deliveries): (Vec<Arc<Slot>>, Vec<Vec<Delivery>>) = targets.into_iter().unzip();
+        let mut guards: Vec<_> = slots.iter().map(|slot| slot.inner.lock()).collect();
+        let mut later = Vec::new();
+        for ((slot, deliveries), guard) in slots.iter().zip(deliveries).zip(guards.iter_mut()) {
+            let mut out = Vec::new();
+            for d in deliveries {
+                count(guard.session.deliver(d, now, &mut out));
+            }
+            if let Some(conn) = &guard.conn {
+                if out.iter().any(|a| matches!(a, Action::Send(_))) {
+                    conn.send(Outbound::Wait(ticket.clone()));
+                }
+            }
+            self.perform_locked(guard, slot, out, &mut later, &mut batch);
+        }
+        self.commit(batch);
+        drop(guards);
+        debug_assert!(later.is_empty());
+        outcome.tickets.push(ticket);
         outcome
     }
 
-    /// Store the body of a message whose class is not volatile (QoS 1/2 messages, and retained ones),
-    /// together with its retained-index change. Returns the ticket deliveries must wait for (`sync`).
-    fn store_message(
-        &self,
-        msg: &mut Arc<Message>,
-        outcome: &mut RouteOutcome,
-    ) -> Option<Arc<Ticket>> {
-        let class = msg.durability;
-        if class == Durability::Volatile {
-            return None;
+    /// The sessions a message goes to, one entry per session (a session can match through both a
+    /// plain and a shared subscription).
+    fn targets(&self, msg: &Arc<Message>) -> Vec<(Arc<Slot>, Vec<Delivery>)> {
+        let subs = self.subs.read();
+        let mut matches = Matches::new();
+        subs.matches(&msg.topic, &mut matches);
+        let mut planned = Vec::new();
+        plan(&mut matches, msg, |_, v| v.slot.online.load(Ordering::Acquire), &mut planned);
+        let mut targets: Vec<(Arc<Slot>, Vec<Delivery>)> = Vec::with_capacity(planned.len());
+        for t in planned {
+            let d = Delivery {
+                msg: msg.clone(),
+                qos: t.qos,
+                retain: t.retain,
+                subscription_ids: t.subscription_ids,
+                seq: 0,
+            };
+            match targets.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &t.value.slot)) {
+                Some((_, ds)) => ds.push(d),
+                None => targets.push((t.value.slot.clone(), vec![d])),
+            }
         }
-        let mut ops = Vec::new();
+        targets
+    }
+
+    /// The store changes for a message whose class is not volatile: its body (QoS 1/2 messages and
+    /// retained ones) and its retained-index change. An empty batch (no class) when nothing is stored.
+    fn message_batch(&self, msg: &mut Arc<Message>) -> Batch {
+        let class = msg.durability;
+        let mut batch = Batch::default();
+        if class == Durability::Volatile {
+            return batch;
+        }
         if msg.qos != QoS::AtMostOnce || (msg.retain && !msg.payload.is_empty()) {
             let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
             let stored = Some(Arc::new(StoredRef::new(id, self.message_dropped.clone())));
             Arc::make_mut(msg).stored = stored;
-            ops.push(Op::PutMessage {
-                id,
-                message: StoredMessage::from_message(msg),
-            });
-            if msg.retain {
-                ops.push(Op::PutRetained {
-                    topic: msg.topic.to_string(),
-                    message_id: id,
-                });
-            }
-        } else if msg.retain {
-            ops.push(Op::DeleteRetained {
-                topic: msg.topic.to_string(),
+            batch.ops.push(Op::PutMessage { id, message: StoredMessage::from_message(msg) });
+        }
+        if msg.retain {
+            // A retained message with an empty payload deletes the topic's [MQTT-3.3.1-6].
+            batch.ops.push(match (msg.payload.is_empty(), msg.stored_id()) {
+                (false, Some(message_id)) => Op::PutRetained { topic: msg.topic.to_string(), message_id },
+                _ => Op::DeleteRetained { topic: msg.topic.to_string() },
             });
         }
-        if ops.is_empty() {
-            return None;
+        if !batch.ops.is_empty() {
+            batch.class = Some(class);
         }
-        outcome.stored = true;
-        let ticket = (class == Durability::Sync).then(Ticket::new);
-        self.store
-            .commit(ops, class, ticket.as_ref().map(|t| t.completion()));
-        ticket
+        batch
     }
 
     /// Rebuild sessions, subscriptions and retained messages from what the store recovered at start.
@@ -609,6 +637,7 @@ impl Broker {
                 }
             }
         }
+        let mut pending = Vec::new();
         for (client_id, stored) in state.sessions {
             let restored = Restored {
                 record: stored.record,
@@ -631,41 +660,38 @@ impl Broker {
             summary.messages += restored.outbound.len();
             let client: ClientId = client_id.into();
             let mut out = Vec::new();
-            let mut session =
+            let session =
                 Session::restore(client.clone(), restored, self.cfg.clone(), now, &mut out);
-            // Expiry counts the time the broker was down [MQTT-3.1.2-23].
-            session.tick(now, &mut out);
             let slot = Arc::new(Slot {
-                inner: Mutex::new(SlotInner {
-                    session,
-                    conn: None,
-                }),
+                inner: Mutex::new(SlotInner { session, conn: None }),
                 online: AtomicBool::new(false),
             });
-            let mut inner = slot.inner.lock();
             {
+                let inner = slot.inner.lock();
                 let mut subs = self.subs.write();
                 for (filter, sub) in inner.session.subscriptions() {
                     let (group, plain) = split_shared(filter);
-                    subs.insert(
-                        plain,
-                        group,
-                        &client,
-                        SubValue {
-                            slot: slot.clone(),
-                            sub: *sub,
-                        },
-                    );
+                    let value = SubValue { slot: slot.clone(), sub: *sub };
+                    subs.insert(plain, group, &client, value);
                 }
             }
             self.sessions.lock().insert(client, slot.clone());
+            pending.push((slot, out));
+            summary.sessions += 1;
+        }
+        // Only now that every session routes again: wills of sessions that were connected when the
+        // broker stopped, and whatever fell due while it was down (expiry counts the downtime
+        // [MQTT-3.1.2-23]), so a will reaches subscribers restored after its session.
+        for (slot, mut out) in pending {
             let mut later = Vec::new();
             let mut batch = Batch::default();
-            self.perform_locked(&mut inner, &slot, out, &mut later, &mut batch);
-            self.commit(batch);
-            drop(inner);
+            {
+                let mut inner = slot.inner.lock();
+                inner.session.tick(now, &mut out);
+                self.perform_locked(&mut inner, &slot, out, &mut later, &mut batch);
+                self.commit(batch);
+            }
             self.perform_unlocked(&slot, later, now);
-            summary.sessions += 1;
         }
         summary
     }
@@ -682,7 +708,7 @@ impl Broker {
             if slot.online.load(Ordering::Acquire) {
                 continue;
             }
-            let later = self.run(&slot, None, |s, out| {
+            let later = self.run(&slot, &[], |s, out| {
                 s.tick(now, out);
             });
             self.perform_unlocked(&slot, later, now);

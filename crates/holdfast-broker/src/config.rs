@@ -8,6 +8,7 @@
 
 mod error;
 mod raw;
+mod security;
 #[cfg(test)]
 mod tests;
 mod units;
@@ -20,6 +21,7 @@ use holdfast_core::config::CoreConfig;
 use serde::Deserialize;
 
 pub use error::ConfigError;
+pub use security::{AuthConfig, ConnLimits};
 pub use units::{parse_byte_size, parse_duration};
 
 /// Everything the broker needs to start.
@@ -37,6 +39,14 @@ pub struct Config {
     pub log: LogConfig,
     /// `[server] shutdown_timeout`: how long a graceful shutdown waits for connections and the store.
     pub shutdown_timeout: Duration,
+    /// `[admin]`: the HTTP admin API, metrics, dashboard and `$SYS` topics.
+    pub admin: AdminConfig,
+    /// `[discard]`: automated rules that discard stored session state.
+    pub discard: DiscardRules,
+    /// `[auth]`: anonymous access, password file, ACL file.
+    pub auth: AuthConfig,
+    /// `[limits]` per-address and per-connection limits (docs/security.md).
+    pub conn_limits: ConnLimits,
 }
 
 impl Default for Config {
@@ -48,6 +58,10 @@ impl Default for Config {
             storage: StorageConfig::default(),
             log: LogConfig::default(),
             shutdown_timeout: Duration::from_secs(5),
+            admin: AdminConfig::default(),
+            discard: DiscardRules::default(),
+            auth: AuthConfig::default(),
+            conn_limits: ConnLimits::default(),
         }
     }
 }
@@ -321,4 +335,66 @@ pub fn validate_log_level(level: &str) -> Result<(), String> {
     tracing_subscriber::EnvFilter::try_new(level)
         .map(drop)
         .map_err(|e| format!("invalid log level \"{level}\": {e}"))
+}
+
+/// `[admin]`: the admin HTTP listener (API, `/metrics`, dashboard) and the `$SYS` topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Address of the admin HTTP listener; default none (disabled). `--admin-listen` overrides it.
+    pub bind: Option<SocketAddr>,
+    /// Bearer token every `/api` and `/metrics` request must carry; required when `bind` is not
+    /// a loopback address.
+    pub token: Option<String>,
+    /// How often the `$SYS/broker/...` topics are published; zero disables them. Default 10s.
+    pub sys_interval: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            bind: None,
+            token: None,
+            sys_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl AdminConfig {
+    /// An admin listener reachable from other hosts must be protected by a token.
+    pub fn check(&self) -> Result<(), String> {
+        match self.bind {
+            Some(bind) if !bind.ip().is_loopback() && self.token.is_none() => Err(format!(
+                "the admin API on {bind} would be reachable from other hosts without a token: \
+                 set [admin] token, or bind a loopback address such as 127.0.0.1:8080"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `[discard]`: automated rules that discard offline sessions; each discard is logged with its
+/// reason and counted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DiscardRules {
+    /// Discard a session whose client has been away longer than this, whatever its expiry
+    /// interval; default none.
+    pub idle_after: Option<Duration>,
+    /// When the store grows past this many bytes, discard offline sessions until it is under
+    /// `store_low_water`; 0 = off.
+    pub store_high_water: u64,
+    /// Where discarding stops; default 80% of `store_high_water`.
+    pub store_low_water: u64,
+    /// Which offline sessions go first when the high-water mark is passed.
+    pub victims: DiscardOrder,
+}
+
+/// Which offline sessions the store high-water rule discards first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscardOrder {
+    /// Those holding the most queued bytes.
+    #[default]
+    Largest,
+    /// Those disconnected longest ago.
+    Oldest,
 }

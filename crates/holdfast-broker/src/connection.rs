@@ -19,10 +19,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::auth::{ConnContext, PublishRate};
 use crate::broker::{now_millis, Broker, ConnHandle, Outbound};
 
-/// How long a new connection may take to send CONNECT before it is dropped.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stop batching writes past this many bytes.
 const WRITE_BATCH: usize = 64 * 1024;
 
@@ -34,24 +33,29 @@ impl Drop for Counted {
     }
 }
 
-pub async fn serve_connection<S>(broker: Arc<Broker>, stream: S, peer: SocketAddr)
+pub async fn serve_connection<S>(broker: Arc<Broker>, stream: S, peer: SocketAddr, ctx: ConnContext)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     broker.connections.fetch_add(1, Ordering::Relaxed);
     let _counted = Counted(broker.clone());
     let span = info_span!("conn", %peer, client_id = tracing::field::Empty);
-    run(broker, stream).instrument(span).await
+    run(broker, stream, peer, ctx).instrument(span).await
 }
 
-async fn run<S>(broker: Arc<Broker>, mut stream: S)
-where
+async fn run<S>(
+    broker: Arc<Broker>,
+    mut stream: S,
+    peer: SocketAddr,
+    ctx: ConnContext,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let max_packet = broker.cfg.max_packet_size as usize;
     let mut rbuf = BytesMut::with_capacity(4096);
+    let connect_timeout = ctx.security.limits().connect_timeout;
     let connect = match timeout(
-        CONNECT_TIMEOUT,
+        connect_timeout,
         read_connect(&mut stream, &mut rbuf, max_packet),
     )
     .await
@@ -68,7 +72,7 @@ where
             return;
         }
         Err(_) => {
-            debug!("no CONNECT within {CONNECT_TIMEOUT:?}");
+            debug!("no CONNECT within {connect_timeout:?}");
             return;
         }
     };
@@ -89,7 +93,19 @@ where
         write_packets(&mut stream, version, [refuse(reason)]).await;
         return;
     }
-    let params = match validate_connect(connect, &broker.cfg, || broker.new_client_id()) {
+    let credentials = (connect.username.clone(), connect.password.clone());
+    let checked = validate_connect(connect, &broker.cfg, || broker.new_client_id());
+    let checked = match (checked, ctx.ip_refusal) {
+        (Ok(_), Some(reason)) if version.is_v5() => Err(reason),
+        (Ok(_), Some(_)) => Err(ReasonCode::SERVER_UNAVAILABLE),
+        (Ok(mut p), None) => {
+            crate::auth::check_connect(&ctx, &broker, peer.ip(), credentials, &mut p)
+                .await
+                .map(|()| p)
+        }
+        (Err(reason), _) => Err(reason),
+    };
+    let params = match checked {
         Ok(p) => p,
         Err(reason) => {
             broker
@@ -118,7 +134,9 @@ where
         version,
         max_packet,
         gate_failed: None,
+        after_wait: false,
         close_after_write: false,
+        publish_rate: PublishRate::new(ctx.security.limits().max_publish_rate),
     };
     let end = conn
         .pump(&broker, &slot, rx, &pending, &closing, keep_alive)
@@ -145,7 +163,11 @@ struct Connection<S> {
     max_packet: usize,
     /// The last store commit waited for failed with this reason.
     gate_failed: Option<ReasonCode>,
+    /// The last item handled was a wait: a further wait adds to the same gate.
+    after_wait: bool,
     close_after_write: bool,
+    /// `[limits] max_publish_rate`.
+    publish_rate: Option<PublishRate>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
@@ -170,20 +192,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                         match out {
                             Outbound::Wait(ticket) => {
                                 if ticket.is_pending() && !self.wbuf.is_empty() {
-                                    if self.stream.write_all(&self.wbuf).await.is_err() {
+                                    broker.stats.bytes_sent.fetch_add(self.wbuf.len() as u64, Ordering::Relaxed);
+                                    if self.stream.write_all(&self.wbuf).await.is_err()
+                        || self.stream.flush().await.is_err()
+                    {
                                         return End::Io;
                                     }
                                     self.wbuf.clear();
                                 }
-                                self.gate_failed = ticket.wait().await.err().map(|e| match e {
+                                let failed = ticket.wait().await.err().map(|e| match e {
                                     StoreError::QuotaExceeded { .. } => ReasonCode::QUOTA_EXCEEDED,
                                     _ => ReasonCode::UNSPECIFIED_ERROR,
                                 });
-                                if let Some(reason) = self.gate_failed {
-                                    warn!(%reason, "store commit failed: withholding acknowledgements");
+                                // Consecutive waits guard the same packets: any failure counts.
+                                let before = self.gate_failed;
+                                self.gate_failed = if self.after_wait { self.gate_failed.or(failed) } else { failed };
+                                self.after_wait = true;
+                                match (before, self.gate_failed) {
+                                    (None, Some(reason)) => warn!(%reason, "store commits failing: withholding acknowledgements"),
+                                    (Some(_), None) => info!("store commits succeed again"),
+                                    _ => {}
                                 }
                             }
                             Outbound::Packet(p) => {
+                                self.after_wait = false;
                                 if let Some(p) = self.gated(p) {
                                     self.encode(&p);
                                 }
@@ -201,7 +233,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                             Err(_) => break,
                         }
                     }
-                    if self.stream.write_all(&self.wbuf).await.is_err() {
+                    broker.stats.bytes_sent.fetch_add(self.wbuf.len() as u64, Ordering::Relaxed);
+                    if self.stream.write_all(&self.wbuf).await.is_err()
+                        || self.stream.flush().await.is_err()
+                    {
                         return End::Io;
                     }
                     self.wbuf.clear();
@@ -214,7 +249,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     match read {
                         Ok(0) => return End::ClosedByPeer,
                         Err(_) => return End::Io,
-                        Ok(_) => {}
+                        Ok(n) => {
+                            broker.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                        }
                     }
                     if let Some(ka) = keep_alive {
                         deadline = Instant::now() + ka;
@@ -222,6 +259,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     loop {
                         match decode_packet(&mut self.rbuf, self.version, self.max_packet) {
                             Ok(Some(packet)) => {
+                                if matches!(packet, Packet::Publish(_))
+                                    && self.publish_rate.as_mut().is_some_and(|r| !r.take())
+                                {
+                                    broker.stats.publish_rate_exceeded.fetch_add(1, Ordering::Relaxed);
+                                    self.close_with(Some(ReasonCode::MESSAGE_RATE_TOO_HIGH)).await;
+                                    return End::Malformed;
+                                }
                                 broker.handle_packet(slot, packet, now_millis());
                                 // Stop reading at once after a protocol violation or DISCONNECT.
                                 if closing.load(Ordering::Relaxed) {

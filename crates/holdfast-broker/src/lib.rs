@@ -1,9 +1,16 @@
 //! The Holdfast server: listeners, connection tasks and the wiring of core and store.
 
+pub mod acl_file;
+pub mod admin;
+pub mod auth;
 pub mod broker;
 pub mod config;
 mod connection;
 mod listener;
+pub mod metrics;
+pub mod rules;
+pub mod sys;
+pub use listener::request_reload;
 pub mod stats;
 pub mod ticket;
 
@@ -21,7 +28,7 @@ use holdfast_core::Durability;
 use holdfast_store::{LogOptions, LogStore, MemoryStore, Store, StoreError};
 
 use crate::broker::{now_millis, Broker};
-use crate::config::{Config, StorageConfig};
+use crate::config::{Config, QuotaPolicy, StorageConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -35,6 +42,10 @@ pub enum ServeError {
         addr: SocketAddr,
         protocol: &'static str,
     },
+    #[error("listener {addr}: {why}")]
+    Listener { addr: SocketAddr, why: String },
+    #[error("{0}")]
+    Security(String),
     #[error("cannot open the store in {dir}: {source}")]
     Store {
         dir: std::path::PathBuf,
@@ -80,6 +91,31 @@ fn open_store(
     Ok((Arc::new(store), Some(lock)))
 }
 
+/// `storage.quota_policy = "discard-oldest"`: when the store refused writes for its quota since the
+/// last look, or its live state is above 70% of the quota, drop the oldest queued messages of offline
+/// sessions until what is queued is at most half the quota; the store's compaction then reclaims
+/// their space when it next runs short. Under a burst faster than this once-a-second sweep the store
+/// still refuses (0x97) rather than exceed its quota. Returns the rejection count seen.
+fn discard_for_quota(broker: &Broker, max_bytes: u64, seen_rejections: u64) -> u64 {
+    let stats = broker.store_stats();
+    if stats.quota_rejections > seen_rejections || stats.live_bytes > max_bytes / 10 * 7 {
+        let queued = broker.broker_stats().queued_bytes;
+        let excess = queued.saturating_sub(max_bytes / 2);
+        if excess > 0 {
+            let (messages, bytes) =
+                broker.discard_oldest_queued(excess, "store quota (discard-oldest)");
+            warn!(
+                messages,
+                bytes,
+                disk_bytes = stats.disk_bytes,
+                max_bytes,
+                "store near its quota: discarded the oldest queued messages"
+            );
+        }
+    }
+    stats.quota_rejections
+}
+
 /// How often offline sessions, wills and retained messages are checked for expiry.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -91,11 +127,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let (store, _lock) = open_store(&config.storage)?;
     let state = store.load();
-    let broker = Arc::new(Broker::new(
-        config.core.clone(),
-        config.max_connections,
-        store,
-    ));
+    let (security, core) = auth::load(&config)?;
+    let broker = Arc::new(Broker::new(core, config.max_connections, store));
     let restored = broker.restore(state, now_millis());
     if restored.sessions + restored.retained > 0 {
         info!(
@@ -107,15 +140,31 @@ pub async fn serve(
     }
     let mut tasks = JoinSet::new();
     for l in &config.listeners {
-        listener::start(l, broker.clone(), &mut tasks).await?;
+        listener::start(l, broker.clone(), security.clone(), &mut tasks).await?;
     }
+    // Admin API, metrics and dashboard (when [admin] bind is set), and the $SYS topics.
+    admin::start(&config.admin, broker.clone(), &mut tasks).await?;
+    if !config.admin.sys_interval.is_zero() {
+        tasks.spawn(sys::run(broker.clone(), config.admin.sys_interval));
+    }
+    let mut rules = rules::Rules::new(&config.discard);
+    listener::spawn_reloader(security, &mut tasks);
     let sweeper = broker.clone();
+    let quota = (config.storage.quota_policy == QuotaPolicy::DiscardOldest)
+        .then_some(config.storage.max_bytes);
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rejections = 0;
         loop {
             tick.tick().await;
             sweeper.sweep(now_millis());
+            if let Some(rules) = rules.as_mut() {
+                rules.apply(&sweeper, now_millis());
+            }
+            if let Some(max) = quota.filter(|m| *m > 0) {
+                rejections = discard_for_quota(&sweeper, max, rejections);
+            }
         }
     });
     broker.ready.store(true, Ordering::Release);

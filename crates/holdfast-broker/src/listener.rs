@@ -1,29 +1,75 @@
-//! Listeners: bind what the configuration asks for and hand every accepted connection, whatever its
-//! transport, to the same connection task.
+//! Listeners: bind what the configuration asks for (tcp, tls, ws, wss) and hand every accepted
+//! connection, whatever its transport, to the same connection task. TLS and WebSocket handshakes
+//! run in the connection's own task under `[limits] connect_timeout`, so a slow handshake never
+//! holds up the accept loop.
 
-use std::sync::Arc;
+mod tls;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{error, info};
+use tokio::time::timeout;
+use tracing::{debug, error, info};
 
+use crate::auth::{ConnContext, Security};
 use crate::broker::Broker;
 use crate::config::{ListenerConfig, ListenerProtocol};
 use crate::{connection, ServeError};
+
+pub use tls::TlsCell;
+
+static RELOAD: OnceLock<watch::Sender<u64>> = OnceLock::new();
+
+fn reload_channel() -> &'static watch::Sender<u64> {
+    RELOAD.get_or_init(|| watch::channel(0).0)
+}
+
+/// Asks every running broker in this process to re-read its TLS certificates and password file
+/// (what SIGHUP does). Open connections are not touched.
+pub fn request_reload() {
+    reload_channel().send_modify(|generation| *generation += 1);
+}
+
+/// Waits for reload requests and re-reads the password file.
+pub fn spawn_reloader(security: Arc<Security>, tasks: &mut JoinSet<()>) {
+    let mut rx = reload_channel().subscribe();
+    tasks.spawn(async move {
+        while rx.changed().await.is_ok() {
+            security.reload();
+        }
+    });
+}
+
+/// Everything an accept loop needs.
+#[derive(Clone)]
+struct Accept {
+    broker: Arc<Broker>,
+    security: Arc<Security>,
+    protocol: ListenerProtocol,
+    tls: Option<Arc<TlsCell>>,
+    path: Arc<str>,
+}
 
 /// Bind one configured listener and spawn its accept loop into `tasks`.
 pub async fn start(
     l: &ListenerConfig,
     broker: Arc<Broker>,
+    security: Arc<Security>,
     tasks: &mut JoinSet<()>,
 ) -> Result<(), ServeError> {
-    if l.protocol != ListenerProtocol::Tcp {
-        return Err(ServeError::Unsupported {
-            addr: l.bind,
-            protocol: l.protocol.as_str(),
-        });
-    }
+    let tls = if l.protocol.is_tls() {
+        let cell = TlsCell::load(l).map_err(|why| ServeError::Listener { addr: l.bind, why })?;
+        Some(Arc::new(cell))
+    } else {
+        None
+    };
     let listener = TcpListener::bind(l.bind)
         .await
         .map_err(|source| ServeError::Bind {
@@ -32,16 +78,31 @@ pub async fn start(
         })?;
     let local = listener.local_addr().unwrap_or(l.bind);
     info!(addr = %local, protocol = l.protocol.as_str(), "listening");
-    tasks.spawn(accept_tcp(broker, listener));
+    if let Some(cell) = tls.clone() {
+        let mut rx = reload_channel().subscribe();
+        tasks.spawn(async move {
+            while rx.changed().await.is_ok() {
+                cell.reload();
+            }
+        });
+    }
+    let accept = Accept {
+        broker,
+        security,
+        protocol: l.protocol,
+        tls,
+        path: Arc::from(l.path.as_str()),
+    };
+    tasks.spawn(accept_loop(accept, listener));
     Ok(())
 }
 
-async fn accept_tcp(broker: Arc<Broker>, listener: TcpListener) {
+async fn accept_loop(a: Accept, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(connection::serve_connection(broker.clone(), stream, peer));
+                tokio::spawn(handshake(a.clone(), stream, peer));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -50,4 +111,75 @@ async fn accept_tcp(broker: Arc<Broker>, listener: TcpListener) {
             }
         }
     }
+}
+
+/// Runs the transport's handshake, then the MQTT connection.
+async fn handshake(a: Accept, stream: TcpStream, peer: SocketAddr) {
+    let limit = a.security.limits().connect_timeout;
+    let (ip_guard, ip_refusal) = a.security.admit(peer.ip(), &a.broker.stats);
+    if ip_refusal.is_some() && a.security.far_over_limit(peer.ip()) {
+        return; // not worth a handshake and a CONNECT to refuse
+    }
+    let ctx = |cert_identity| ConnContext {
+        security: a.security.clone(),
+        cert_identity,
+        ip_guard,
+        ip_refusal,
+    };
+    match (&a.tls, a.protocol.is_websocket()) {
+        (None, false) => {
+            connection::serve_connection(a.broker.clone(), stream, peer, ctx(None)).await
+        }
+        (None, true) => {
+            if let Some(ws) = upgrade(&a, stream, peer, limit).await {
+                connection::serve_connection(a.broker.clone(), ws, peer, ctx(None)).await
+            }
+        }
+        (Some(cell), websocket) => {
+            let tls = match timeout(limit, cell.acceptor().accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return failed(&a, peer, "TLS handshake failed", &e),
+                Err(_) => return failed(&a, peer, "TLS handshake timed out", &"timeout"),
+            };
+            let identity = tls::cert_identity(tls.get_ref().1.peer_certificates());
+            if websocket {
+                if let Some(ws) = upgrade(&a, tls, peer, limit).await {
+                    connection::serve_connection(a.broker.clone(), ws, peer, ctx(identity)).await
+                }
+            } else {
+                connection::serve_connection(a.broker.clone(), tls, peer, ctx(identity)).await
+            }
+        }
+    }
+}
+
+async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    a: &Accept,
+    stream: S,
+    peer: SocketAddr,
+    limit: Duration,
+) -> Option<ws::WsIo<S>> {
+    // One WebSocket message may carry a whole packet and then some of the next.
+    let max = (a.broker.cfg.max_packet_size as usize)
+        .saturating_mul(2)
+        .max(64 * 1024);
+    match timeout(limit, ws::accept(stream, &a.path, max)).await {
+        Ok(Ok(ws)) => Some(ws),
+        Ok(Err(e)) => {
+            failed(a, peer, "WebSocket handshake failed", &e);
+            None
+        }
+        Err(_) => {
+            failed(a, peer, "WebSocket handshake timed out", &"timeout");
+            None
+        }
+    }
+}
+
+fn failed(a: &Accept, peer: SocketAddr, what: &str, e: &dyn std::fmt::Display) {
+    a.broker
+        .stats
+        .handshake_failures
+        .fetch_add(1, Ordering::Relaxed);
+    debug!(%peer, error = %e, "{what}");
 }

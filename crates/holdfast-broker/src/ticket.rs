@@ -53,6 +53,11 @@ impl Ticket {
         self.state.load(Ordering::Acquire) == PENDING
     }
 
+    /// Completed successfully: nothing to wait for.
+    pub fn is_done_ok(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DONE
+    }
+
     pub async fn wait(&self) -> Result<(), StoreError> {
         loop {
             let notified = self.notify.notified();

@@ -18,6 +18,10 @@ pub enum Action {
     Publish {
         msg: Arc<Message>,
         ack: Option<PendingAck>,
+        /// A change of the publisher's session that must be stored in the same batch as the message
+        /// and every queue entry made for it: the inbound QoS 2 packet id. Stored apart, a crash in
+        /// between would lose the message (id kept, message gone) or deliver it twice (the other way).
+        store: Option<crate::persist::Op>,
     },
     /// Add (or replace) a subscription in the topic tree. `filter` is the full filter, `$share/...`
     /// included.
@@ -62,4 +66,6 @@ pub enum DropReason {
     TooLargeForClient,
     /// QoS 0 message for a disconnected session.
     Qos0Offline,
+    /// Discarded to bring the store back under its quota (`storage.quota_policy = "discard-oldest"`).
+    StoreQuota,
 }

@@ -69,6 +69,8 @@ pub struct CoreConfig {
     pub max_subscriptions: usize,
     /// How safely messages and sessions are stored, by topic.
     pub durability: crate::durability::DurabilityRules,
+    /// Access rules for publish and subscribe; `None`: everything is allowed.
+    pub acl: Option<std::sync::Arc<crate::acl::Acl>>,
 }
 
 impl Default for CoreConfig {
@@ -93,6 +95,7 @@ impl Default for CoreConfig {
             max_client_id_len: 65_535,
             max_subscriptions: 0,
             durability: Default::default(),
+            acl: None,
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct ConnectParams {
     pub topic_alias_maximum: u16,
     pub request_problem_information: bool,
     pub will: Option<Will>,
+    /// The authenticated user name (set by the caller after authentication), for ACL decisions.
+    pub username: Option<Arc<str>>,
 }
 
 /// Check a CONNECT against the rules and the configuration. `Err` carries the reason code for the
@@ -103,6 +105,7 @@ pub fn validate_connect(
         topic_alias_maximum: c.properties.topic_alias_maximum.unwrap_or(0),
         request_problem_information: c.properties.request_problem_information != Some(0),
         will: c.will,
+        username: None,
     })
 }
 

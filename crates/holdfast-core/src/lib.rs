@@ -3,10 +3,12 @@
 //! passes the time in (milliseconds since the UNIX epoch, so expiry survives restarts) and performs the
 //! returned [`Action`]s.
 
+pub mod acl;
 pub mod action;
 pub mod config;
 pub mod connect;
 pub mod durability;
+pub mod fuzzing;
 pub mod message;
 pub mod persist;
 pub mod retained;

@@ -1,7 +1,9 @@
 //! `holdfast`: the Holdfast MQTT broker's command-line binary.
 
 mod cli;
+mod ctl;
 mod logging;
+mod passwd;
 mod signals;
 mod store;
 
@@ -22,6 +24,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Store(args) => store::run(args),
         Command::Bench(args) => ExitCode::from(holdfast_bench::execute(args)),
+        Command::Ctl(args) => ctl::run(args),
+        Command::Passwd(args) => passwd::run(args),
     }
 }
 
@@ -37,8 +41,6 @@ fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("error: {e:#}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    // Reserved for the admin API of a later release: accepted, not yet used.
-    let _ = args.admin_listen;
     let source = match &args.config {
         Some(path) => path.display().to_string(),
         None => "built-in defaults".to_string(),
@@ -72,6 +74,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     let result = runtime.block_on(async {
         // Installed before the broker starts, so an early signal is not lost.
         let shutdown = signals::shutdown().context("cannot install signal handlers")?;
+        signals::reload_on_hangup().context("cannot install the SIGHUP handler")?;
         holdfast_broker::serve(config, shutdown)
             .await
             .map_err(|e| anyhow::anyhow!(error_chain(&e)))

@@ -36,3 +36,23 @@ pub fn shutdown() -> std::io::Result<impl Future<Output = ()> + Send + 'static> 
         }
     })
 }
+
+/// SIGHUP re-reads TLS certificates and the password file; open connections stay.
+#[cfg(unix)]
+pub fn reload_on_hangup() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading certificates and the password file");
+            holdfast_broker::request_reload();
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn reload_on_hangup() -> std::io::Result<()> {
+    Ok(())
+}

@@ -6,7 +6,7 @@ mod support;
 
 use rumqttc::{Publish, QoS};
 use support::mqtt3::{options, persistent, with_will, Client3};
-use support::{holdfast_only, is_mosquitto, Broker, TIMEOUT};
+use support::{is_mosquitto, Broker, TIMEOUT};
 
 fn body(p: &Publish) -> &[u8] {
     &p.payload
@@ -494,36 +494,4 @@ async fn qos1_messages_keep_order() {
             "message {i} out of order"
         );
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-// Holdfast durability (DESIGN: class `flush`, the default, survives kill -9): an offline
-// session's queue, its subscription and a retained message survive SIGKILL and restart.
-async fn session_and_retained_survive_sigkill_restart() {
-    if holdfast_only("Mosquitto runs with persistence false") {
-        return;
-    }
-    let mut broker = Broker::start();
-    let port = broker.port();
-    let mut sub = Client3::connect(persistent(port, "dur-sub")).await;
-    sub.subscribe_ok("dur/t", QoS::AtLeastOnce).await;
-    sub.disconnect().await;
-    let mut publisher = Client3::connect(options(port, "dur-pub")).await;
-    publisher
-        .publish("dur/t", QoS::AtLeastOnce, false, "queued")
-        .await;
-    publisher
-        .publish("dur/r", QoS::AtLeastOnce, true, "kept")
-        .await;
-    drop(publisher);
-
-    broker.restart(); // SIGKILL, then start again on the same port and data directory
-
-    let mut sub = Client3::connect(persistent(port, "dur-sub")).await;
-    assert!(sub.session_present(), "session must survive the crash");
-    assert_eq!(body(&sub.recv().await), b"queued");
-    let mut late = Client3::connect(options(port, "dur-late")).await;
-    late.subscribe_ok("dur/r", QoS::AtLeastOnce).await;
-    let p = late.recv().await;
-    assert_eq!((body(&p), p.retain), (&b"kept"[..], true));
 }

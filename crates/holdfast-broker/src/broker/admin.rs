@@ -88,7 +88,7 @@ impl Broker {
     pub fn admin_session(&self, client_id: &str, action: AdminAction) -> Option<Arc<Ticket>> {
         let now = now_millis();
         let slot = self.sessions.lock().get(client_id).cloned()?;
-        let later = self.run(&slot, None, |s, out| {
+        let later = self.run(&slot, &[], |s, out| {
             s.admin_close(action == AdminAction::Discard, now, out)
         });
         self.perform_unlocked(&slot, later, now);
@@ -174,6 +174,55 @@ impl Broker {
             st.subscriptions += info.subscriptions.len();
         }
         st
+    }
+
+    /// Drop the oldest queued messages of offline sessions, the sessions gone longest first, until
+    /// `bytes` of message data are freed (MQTT 5.0 section 4.1: state discarded "as a result of an
+    /// automated response to defined conditions"). Each session's discards are logged with the reason.
+    pub fn discard_oldest_queued(&self, bytes: u64, reason: &str) -> (usize, u64) {
+        let now = now_millis();
+        let mut offline: Vec<(Millis, Arc<Slot>)> = self
+            .slots()
+            .into_iter()
+            .filter_map(|s| {
+                let since = {
+                    let inner = s.inner.lock();
+                    let info = &inner.session;
+                    (!info.is_connected() && info.queued_len() > 0)
+                        .then(|| info.disconnected_at().unwrap_or(0))
+                };
+                since.map(|t| (t, s))
+            })
+            .collect();
+        offline.sort_by_key(|(t, _)| *t);
+        let mut freed = (0usize, 0u64);
+        for (_, slot) in offline {
+            if freed.1 >= bytes {
+                break;
+            }
+            let mut got = (0, 0);
+            while freed.1 + got.1 < bytes {
+                let mut step = (0, 0);
+                let later = self.run(&slot, &[], |s, out| {
+                    step = s.drop_oldest_queued(64, holdfast_core::DropReason::StoreQuota, out);
+                });
+                self.perform_unlocked(&slot, later, now);
+                if step.0 == 0 {
+                    break;
+                }
+                got = (got.0 + step.0, got.1 + step.1);
+            }
+            let client_id = slot.inner.lock().session.client_id().clone();
+            tracing::warn!(
+                client_id = &*client_id,
+                messages = got.0,
+                bytes = got.1,
+                reason,
+                "queued messages discarded"
+            );
+            freed = (freed.0 + got.0, freed.1 + got.1);
+        }
+        freed
     }
 
     /// The store's own figures.

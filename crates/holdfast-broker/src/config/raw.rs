@@ -14,8 +14,9 @@ use toml::Spanned;
 use super::error::Source;
 use super::units::{ByteSize, DurationValue, ExpiryValue, Seconds16};
 use super::{
-    validate_log_level, Config, ConfigError, Durability, DurabilityRule, ListenerConfig,
-    ListenerProtocol, LogConfig, LogFormat, QuotaPolicy, StorageConfig,
+    validate_log_level, AdminConfig, Config, ConfigError, DiscardOrder, DiscardRules, Durability,
+    DurabilityRule, ListenerConfig, ListenerProtocol, LogConfig, LogFormat, QuotaPolicy,
+    StorageConfig,
 };
 
 /// The largest MQTT packet: 1 byte of type and flags, 4 of Remaining Length, 268,435,455 of body.
@@ -46,6 +47,12 @@ struct RawConfig {
     storage: RawStorage,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    discard: RawDiscard,
+    #[serde(default)]
+    auth: super::security::RawAuth,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +82,10 @@ struct RawLimits {
     max_client_id_len: Option<Spanned<usize>>,
     max_subscriptions: Option<usize>,
     topic_alias_maximum: Option<u16>,
+    max_connections_per_ip: Option<usize>,
+    connect_rate_per_ip: Option<u32>,
+    max_publish_rate: Option<u32>,
+    connect_timeout: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -137,6 +148,13 @@ impl RawConfig {
             None => defaults.listeners,
             Some(list) => validate_listeners(list, src)?,
         };
+        let conn_limits = super::security::conn_limits(
+            self.limits.max_connections_per_ip,
+            self.limits.connect_rate_per_ip,
+            self.limits.max_publish_rate,
+            self.limits.connect_timeout.as_ref(),
+            src,
+        )?;
         let (mut core, max_connections) = validate_core(self.limits, self.mqtt, src)?;
         let storage = self.storage.validate(src)?;
         core.durability = storage.durability_rules();
@@ -146,6 +164,10 @@ impl RawConfig {
             max_connections,
             storage,
             log: self.log.validate(src)?,
+            admin: self.admin.validate(src)?,
+            discard: self.discard.validate(src)?,
+            auth: self.auth.validate(src)?,
+            conn_limits,
             shutdown_timeout: self
                 .server
                 .shutdown_timeout
@@ -458,5 +480,91 @@ impl RawLog {
         }
         set(&mut log.format, self.format);
         Ok(log)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawAdmin {
+    bind: Option<Spanned<String>>,
+    token: Option<Spanned<String>>,
+    sys_interval: Option<DurationValue>,
+}
+
+impl RawAdmin {
+    fn validate(self, src: &Source) -> Result<AdminConfig, ConfigError> {
+        let mut admin = AdminConfig::default();
+        let bind_span = self.bind.as_ref().map(|b| b.span());
+        if let Some(b) = &self.bind {
+            let text = b.get_ref().trim();
+            if !text.is_empty() {
+                admin.bind = Some(text.parse::<SocketAddr>().map_err(|_| {
+                    src.invalid(
+                        span(b),
+                        "admin.bind",
+                        format!(
+                            "\"{text}\" is not an address and port; write e.g. \"127.0.0.1:8080\" \
+                             (or \"\" to disable the admin API)"
+                        ),
+                    )
+                })?);
+            }
+        }
+        if let Some(t) = &self.token {
+            if t.get_ref().trim().is_empty() {
+                return Err(src.invalid(span(t), "admin.token", "empty token"));
+            }
+            admin.token = Some(t.get_ref().clone());
+        }
+        set(&mut admin.sys_interval, self.sys_interval.map(|d| d.0));
+        admin
+            .check()
+            .map_err(|why| src.invalid(bind_span, "admin.token", why))?;
+        Ok(admin)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawDiscard {
+    idle_after: Option<Spanned<ExpiryValue>>,
+    store_high_water: Option<ByteSize>,
+    store_low_water: Option<Spanned<ByteSize>>,
+    victims: Option<DiscardOrder>,
+}
+
+impl RawDiscard {
+    fn validate(self, src: &Source) -> Result<DiscardRules, ConfigError> {
+        let mut rules = DiscardRules::default();
+        if let Some(idle) = &self.idle_after {
+            rules.idle_after = match idle.get_ref().0 {
+                None => None,
+                Some(0) => {
+                    return Err(src.invalid(
+                        span(idle),
+                        "discard.idle_after",
+                        "0 would discard every session as soon as its client leaves; give a \
+                         positive duration or \"never\"",
+                    ))
+                }
+                Some(secs) => Some(std::time::Duration::from_secs(u64::from(secs))),
+            };
+        }
+        rules.store_high_water = self.store_high_water.map_or(0, |b| b.0);
+        if let Some(low) = &self.store_low_water {
+            let low_bytes = low.get_ref().0;
+            if rules.store_high_water == 0 || low_bytes >= rules.store_high_water {
+                return Err(src.invalid(
+                    span(low),
+                    "discard.store_low_water",
+                    "must be below discard.store_high_water (which must be set)",
+                ));
+            }
+            rules.store_low_water = low_bytes;
+        } else {
+            rules.store_low_water = rules.store_high_water / 10 * 8;
+        }
+        set(&mut rules.victims, self.victims);
+        Ok(rules)
     }
 }

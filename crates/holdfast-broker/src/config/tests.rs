@@ -172,6 +172,7 @@ format = "json"
                 ("billing/#".into(), holdfast_core::Durability::Flush),
             ],
         },
+        acl: None,
     };
     assert_eq!(config.core, expected_core);
     assert_eq!(config.max_connections, 10_000);
@@ -732,4 +733,77 @@ fn docs_examples_parse() {
         rest = &body[end..];
     }
     assert!(blocks >= 1, "docs/configuration.md has a toml example");
+}
+
+#[test]
+fn admin_and_discard_sections() {
+    let config = parse(
+        "[admin]\nbind = \"0.0.0.0:8080\"\ntoken = \"t0ken\"\nsys_interval = \"30s\"\n\
+         [discard]\nidle_after = \"7d\"\nstore_high_water = \"1GiB\"\nstore_low_water = \"512MiB\"\n\
+         victims = \"oldest\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        config.admin,
+        AdminConfig {
+            bind: Some(addr("0.0.0.0:8080")),
+            token: Some("t0ken".into()),
+            sys_interval: Duration::from_secs(30),
+        }
+    );
+    assert_eq!(
+        config.discard,
+        DiscardRules {
+            idle_after: Some(Duration::from_secs(7 * 86_400)),
+            store_high_water: 1 << 30,
+            store_low_water: 512 << 20,
+            victims: DiscardOrder::Oldest,
+        }
+    );
+    let config =
+        parse("[admin]\nbind = \"\"\nsys_interval = 0\n[discard]\nstore_high_water = 1000\n")
+            .unwrap();
+    assert_eq!(
+        (config.admin.bind, config.admin.sys_interval),
+        (None, Duration::ZERO)
+    );
+    assert_eq!(
+        config.discard.store_low_water, 800,
+        "default: 80% of the high-water mark"
+    );
+    assert!(
+        parse("[admin]\nbind = \"127.0.0.1:8080\"\n").is_ok(),
+        "loopback needs no token"
+    );
+    assert!(parse("[admin]\nbind = \"[::1]:8080\"\n").is_ok());
+}
+
+#[test]
+fn admin_and_discard_validation() {
+    assert_invalid(
+        "[admin]\nbind = \"0.0.0.0:8080\"\n",
+        "admin.token",
+        2,
+        "reachable from other hosts without a token",
+    );
+    assert_invalid(
+        "[admin]\nbind = \"localhost\"\n",
+        "admin.bind",
+        2,
+        "not an address and port",
+    );
+    assert_invalid("[admin]\ntoken = \" \"\n", "admin.token", 2, "empty token");
+    assert_invalid(
+        "[discard]\nidle_after = 0\n",
+        "discard.idle_after",
+        2,
+        "positive duration",
+    );
+    assert_invalid(
+        "[discard]\nstore_high_water = 100\nstore_low_water = 100\n",
+        "discard.store_low_water",
+        3,
+        "must be below",
+    );
+    assert!(parse("[discard]\nvictims = \"random\"\n").is_err());
 }

@@ -52,6 +52,9 @@ impl Session {
         let Some(topic) = self.resolve_topic(&p, out) else {
             return;
         };
+        if !self.acl_allows(true, &topic) {
+            return self.publish_denied(&p, out);
+        }
         if v5
             && p.properties.payload_format_indicator == Some(1)
             && std::str::from_utf8(&p.payload).is_err()
@@ -68,6 +71,7 @@ impl Session {
             }
             return;
         }
+        let mut store = None;
         let ack = match (p.qos, p.packet_id) {
             (QoS::AtMostOnce, _) => None,
             (QoS::AtLeastOnce, Some(id)) => {
@@ -91,9 +95,9 @@ impl Session {
                     return self.close_with(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, out);
                 }
                 self.inbound_qos2.insert(id);
-                // Kept until PUBREL, stored with the message's class, so a PUBLISH resent after a restart
-                // is still recognised [MQTT-4.3.3-?].
-                self.persist_inbound_qos2(id, self.cfg.durability.for_topic(&topic), true, out);
+                // Kept until PUBREL, stored with the message's class and in the message's own batch,
+                // so a PUBLISH resent after a restart is still recognised [MQTT-4.3.3-?].
+                store = self.inbound_qos2_op(id, self.cfg.durability.for_topic(&topic));
                 Some(PendingAck::PubRec(id))
             }
             (_, None) => return self.close_with(ReasonCode::MALFORMED_PACKET, out),
@@ -102,6 +106,7 @@ impl Session {
         out.push(Action::Publish {
             msg: Arc::new(msg),
             ack,
+            store,
         });
     }
 
@@ -132,6 +137,41 @@ impl Session {
                     id, reason,
                 ))));
             }
+        }
+    }
+
+    /// Whether the ACL (if any) lets this session publish to a topic or subscribe to a filter.
+    fn acl_allows(&self, publish: bool, topic_or_filter: &str) -> bool {
+        let Some(acl) = &self.cfg.acl else {
+            return true;
+        };
+        let who = crate::acl::Identity {
+            username: self.username.as_deref(),
+            client_id: &self.client_id,
+        };
+        if publish {
+            acl.may_publish(who, topic_or_filter)
+        } else {
+            acl.may_subscribe(who, topic_or_filter)
+        }
+    }
+
+    /// A PUBLISH the ACL denies: v5 gets 0x87 Not authorized in its PUBACK/PUBREC; 3.1.1 is
+    /// acknowledged and dropped, as MQTT 3.1.1 section 4.7 allows; QoS 0 is dropped.
+    fn publish_denied(&mut self, p: &Publish, out: &mut Vec<Action>) {
+        let reason = if self.protocol.is_v5() {
+            ReasonCode::NOT_AUTHORIZED
+        } else {
+            ReasonCode::SUCCESS
+        };
+        match (p.qos, p.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => out.push(Action::Send(Packet::PubAck(
+                PubResp::with_reason(id, reason),
+            ))),
+            (QoS::ExactlyOnce, Some(id)) => out.push(Action::Send(Packet::PubRec(
+                PubResp::with_reason(id, reason),
+            ))),
+            _ => {}
         }
     }
 
@@ -249,7 +289,9 @@ impl Session {
                 return self.protocol_error(out); // [MQTT-3.8.3-4]
             }
             let plain = shared.unwrap_or(&filter);
-            let refused = if shared.is_some() && !self.cfg.shared_subscription_available {
+            let refused = if !self.acl_allows(false, &filter) {
+                Some(ReasonCode::NOT_AUTHORIZED)
+            } else if shared.is_some() && !self.cfg.shared_subscription_available {
                 Some(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
             } else if has_wildcard(plain) && !self.cfg.wildcard_subscription_available {
                 Some(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED)

@@ -108,6 +108,8 @@ pub struct Session {
     persisted: bool,
     /// Orders outbound entries in the store.
     next_seq: u64,
+    /// The authenticated user name of the attached (or last) connection, for ACL decisions.
+    username: Option<Arc<str>>,
 }
 
 impl Session {
@@ -133,6 +135,7 @@ impl Session {
             durability: Durability::Volatile,
             persisted: false,
             next_seq: 1,
+            username: None,
         }
         .with_default_class()
     }
@@ -202,6 +205,7 @@ impl Session {
     ) {
         self.generation = connection;
         self.protocol = p.protocol;
+        self.username = p.username.clone();
         self.expiry = p.session_expiry;
         // A new connection cancels a pending delayed will [MQTT-3.1.2-8]; its own will replaces it.
         self.will = p.will.clone();
@@ -370,6 +374,7 @@ impl Session {
         out.push(Action::Publish {
             msg: Arc::new(msg),
             ack: None,
+            store: None,
         });
     }
 

@@ -175,6 +175,26 @@ impl Session {
         }
     }
 
+    /// Drop up to `max` of the oldest queued (not in-flight) messages; returns how many and their bytes.
+    pub fn drop_oldest_queued(
+        &mut self,
+        max: usize,
+        reason: DropReason,
+        out: &mut Vec<Action>,
+    ) -> (usize, u64) {
+        let mut freed = (0, 0);
+        while freed.0 < max {
+            let Some(d) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued_bytes -= d.msg.size();
+            freed = (freed.0 + 1, freed.1 + d.msg.size());
+            out.push(Action::Dropped(reason));
+            self.persist_entry_gone(&d, out);
+        }
+        freed
+    }
+
     pub(super) fn drop_expired_queued(&mut self, now: Millis, out: &mut Vec<Action>) {
         if !self.queue.iter().any(|d| d.msg.is_expired(now)) {
             return;

@@ -271,6 +271,14 @@ impl Session {
         }
     }
 
+    /// The store change recording an inbound QoS 2 packet id, if the session is stored.
+    pub(super) fn inbound_qos2_op(&self, packet_id: u16, class: Durability) -> Option<Op> {
+        (self.persisted && class != Durability::Volatile).then(|| Op::PutInboundQos2 {
+            client_id: self.client_id.to_string(),
+            packet_id,
+        })
+    }
+
     pub(super) fn persist_inbound_qos2(
         &self,
         packet_id: u16,

@@ -15,6 +15,7 @@ pub mod mqtt3;
 pub mod mqtt5;
 pub mod process;
 pub mod raw;
+pub mod rng;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -384,4 +385,63 @@ fn mosquitto_options(toml: &str) -> Result<String, String> {
 /// Path of a file under this package's `tests/` directory.
 pub fn tests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
+}
+
+// ---------------------------------------------------------------- durability tests
+
+impl Broker {
+    /// How many times the broker process was started.
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+
+    /// What the broker printed since its last start (the log of the running, or last, process).
+    pub fn log_of_last_start(&self) -> String {
+        let log = self.log();
+        let marker = format!("===== test harness: start #{} ", self.starts);
+        match log.rfind(&marker) {
+            Some(i) => log[i..].to_string(),
+            None => log,
+        }
+    }
+}
+
+/// A command running the Holdfast binary under test (`HOLDFAST_TEST_BIN` picks another build),
+/// e.g. `holdfast_command().args(["store", "verify", "--data-dir", dir])`.
+pub fn holdfast_command() -> Command {
+    let bin = std::env::var_os("HOLDFAST_TEST_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_holdfast").into());
+    let mut cmd = Command::new(bin);
+    cmd.env("RUST_BACKTRACE", "1");
+    cmd
+}
+
+/// Runs `holdfast store verify --data-dir DIR` (bounded) and returns what it printed.
+pub fn store_verify(dir: &Path) -> process::CmdOutput {
+    process::run_with_timeout(
+        holdfast_command()
+            .args(["store", "verify", "--data-dir"])
+            .arg(dir),
+        Duration::from_secs(30),
+    )
+}
+
+// ---------------------------------------------------------------- admin API tests
+
+pub mod http;
+
+// ---------------------------------------------------------------- security tests
+
+pub mod secure;
+
+impl Broker {
+    /// The broker process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The broker's resident set size in KiB (Linux /proc), while it runs.
+    pub fn rss_kib(&self) -> Option<u64> {
+        secure::rss_kib(self.pid()?)
+    }
 }

@@ -387,3 +387,113 @@ pub fn assert_broker_alive(addr: SocketAddr) {
     assert_eq!(pong.first, 0xD0, "PINGRESP");
     c.send(&DISCONNECT_V4);
 }
+
+// ---------------------------------------------------------------- durability tests
+
+/// PUBACK, PUBREC, PUBREL and PUBCOMP (MQTT 3.1.1 form, also valid in 5: reason 0, no properties).
+pub fn puback(pkid: u16) -> Vec<u8> {
+    packet(0x40, &pkid.to_be_bytes())
+}
+pub fn pubrec(pkid: u16) -> Vec<u8> {
+    packet(0x50, &pkid.to_be_bytes())
+}
+pub fn pubrel(pkid: u16) -> Vec<u8> {
+    packet(0x62, &pkid.to_be_bytes())
+}
+pub fn pubcomp(pkid: u16) -> Vec<u8> {
+    packet(0x70, &pkid.to_be_bytes())
+}
+
+/// A PUBLISH with the DUP flag set (a resend) [MQTT-3.3.1-1].
+pub fn publish_dup(topic: &[u8], qos: u8, retain: bool, pkid: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = publish(topic, qos, retain, pkid, payload, None);
+    p[0] |= 0x08;
+    p
+}
+
+/// The fields of a received MQTT 3.1.1 PUBLISH.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawPublish {
+    pub dup: bool,
+    pub qos: u8,
+    pub retain: bool,
+    pub topic: String,
+    /// 0 for QoS 0.
+    pub pkid: u16,
+    pub payload: Vec<u8>,
+}
+
+impl RawPacket {
+    /// The packet identifier of a PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK or UNSUBACK.
+    pub fn packet_id(&self) -> u16 {
+        assert!(self.body.len() >= 2, "no packet id in {self:?}");
+        u16::from_be_bytes([self.body[0], self.body[1]])
+    }
+
+    /// The Session Present flag of a CONNACK.
+    pub fn session_present(&self) -> bool {
+        assert!(self.is_connack(), "not a CONNACK: {self:?}");
+        self.body.first().is_some_and(|f| f & 1 == 1)
+    }
+
+    /// Decodes an MQTT 3.1.1 PUBLISH (no properties); `None` for other packets.
+    pub fn as_publish_v4(&self) -> Option<RawPublish> {
+        if self.kind() != 3 {
+            return None;
+        }
+        let qos = (self.first >> 1) & 3;
+        let b = &self.body;
+        let tlen = u16::from_be_bytes([*b.first()?, *b.get(1)?]) as usize;
+        let topic = String::from_utf8(b.get(2..2 + tlen)?.to_vec()).ok()?;
+        let mut i = 2 + tlen;
+        let mut pkid = 0;
+        if qos > 0 {
+            pkid = u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]);
+            i += 2;
+        }
+        Some(RawPublish {
+            dup: self.first & 0x08 != 0,
+            qos,
+            retain: self.first & 1 == 1,
+            topic,
+            pkid,
+            payload: b[i..].to_vec(),
+        })
+    }
+}
+
+impl RawConn {
+    /// Like `open`, but `None` when nothing accepts the connection (the broker is down).
+    pub fn try_open(addr: SocketAddr, timeout: Duration) -> Option<RawConn> {
+        let stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+        stream.set_nodelay(true).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .ok()?;
+        Some(RawConn {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Writes bytes; `false` when the connection is gone.
+    pub fn try_send(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+
+    /// Every packet that arrives within `d` (stops early on close).
+    pub fn packets_within(&mut self, d: Duration) -> Vec<RawPacket> {
+        let deadline = Instant::now() + d;
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return got;
+            }
+            match self.read(left) {
+                ReadResult::Packet(p) => got.push(p),
+                _ => return got,
+            }
+        }
+    }
+}
