@@ -512,7 +512,12 @@ impl Broker {
             }
         }
         let mut targets = self.targets(&msg);
-        tracing::trace!(topic = &*msg.topic, qos = msg.qos.as_u8(), targets = targets.len(), "route");
+        tracing::trace!(
+            topic = &*msg.topic,
+            qos = msg.qos.as_u8(),
+            targets = targets.len(),
+            "route"
+        );
         drop(msg);
         let mut count = |result| match result {
             DeliverOutcome::Accepted => outcome.delivered += 1,
@@ -568,7 +573,12 @@ impl Broker {
         let mut matches = Matches::new();
         subs.matches(&msg.topic, &mut matches);
         let mut planned = Vec::new();
-        plan(&mut matches, msg, |_, v| v.slot.online.load(Ordering::Acquire), &mut planned);
+        plan(
+            &mut matches,
+            msg,
+            |_, v| v.slot.online.load(Ordering::Acquire),
+            &mut planned,
+        );
         let mut targets: Vec<(Arc<Slot>, Vec<Delivery>)> = Vec::with_capacity(planned.len());
         for t in planned {
             let d = Delivery {
@@ -578,7 +588,10 @@ impl Broker {
                 subscription_ids: t.subscription_ids,
                 seq: 0,
             };
-            match targets.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &t.value.slot)) {
+            match targets
+                .iter_mut()
+                .find(|(s, _)| Arc::ptr_eq(s, &t.value.slot))
+            {
                 Some((_, ds)) => ds.push(d),
                 None => targets.push((t.value.slot.clone(), vec![d])),
             }
@@ -598,14 +611,24 @@ impl Broker {
             let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
             let stored = Some(Arc::new(StoredRef::new(id, self.message_dropped.clone())));
             Arc::make_mut(msg).stored = stored;
-            batch.ops.push(Op::PutMessage { id, message: StoredMessage::from_message(msg) });
+            batch.ops.push(Op::PutMessage {
+                id,
+                message: StoredMessage::from_message(msg),
+            });
         }
         if msg.retain {
             // A retained message with an empty payload deletes the topic's [MQTT-3.3.1-6].
-            batch.ops.push(match (msg.payload.is_empty(), msg.stored_id()) {
-                (false, Some(message_id)) => Op::PutRetained { topic: msg.topic.to_string(), message_id },
-                _ => Op::DeleteRetained { topic: msg.topic.to_string() },
-            });
+            batch
+                .ops
+                .push(match (msg.payload.is_empty(), msg.stored_id()) {
+                    (false, Some(message_id)) => Op::PutRetained {
+                        topic: msg.topic.to_string(),
+                        message_id,
+                    },
+                    _ => Op::DeleteRetained {
+                        topic: msg.topic.to_string(),
+                    },
+                });
         }
         if !batch.ops.is_empty() {
             batch.class = Some(class);
@@ -663,7 +686,10 @@ impl Broker {
             let session =
                 Session::restore(client.clone(), restored, self.cfg.clone(), now, &mut out);
             let slot = Arc::new(Slot {
-                inner: Mutex::new(SlotInner { session, conn: None }),
+                inner: Mutex::new(SlotInner {
+                    session,
+                    conn: None,
+                }),
                 online: AtomicBool::new(false),
             });
             {
@@ -671,7 +697,10 @@ impl Broker {
                 let mut subs = self.subs.write();
                 for (filter, sub) in inner.session.subscriptions() {
                     let (group, plain) = split_shared(filter);
-                    let value = SubValue { slot: slot.clone(), sub: *sub };
+                    let value = SubValue {
+                        slot: slot.clone(),
+                        sub: *sub,
+                    };
                     subs.insert(plain, group, &client, value);
                 }
             }

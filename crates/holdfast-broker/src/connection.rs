@@ -43,12 +43,8 @@ where
     run(broker, stream, peer, ctx).instrument(span).await
 }
 
-async fn run<S>(
-    broker: Arc<Broker>,
-    mut stream: S,
-    peer: SocketAddr,
-    ctx: ConnContext,
-) where
+async fn run<S>(broker: Arc<Broker>, mut stream: S, peer: SocketAddr, ctx: ConnContext)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let max_packet = broker.cfg.max_packet_size as usize;

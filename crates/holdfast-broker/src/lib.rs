@@ -129,6 +129,9 @@ pub async fn serve(
     let state = store.load();
     let (security, core) = auth::load(&config)?;
     let broker = Arc::new(Broker::new(core, config.max_connections, store));
+    let mut tasks = JoinSet::new();
+    // The admin API answers /healthz while sessions are rebuilt, and /readyz only once they are.
+    admin::start(&config.admin, broker.clone(), &mut tasks).await?;
     let restored = broker.restore(state, now_millis());
     if restored.sessions + restored.retained > 0 {
         info!(
@@ -138,12 +141,10 @@ pub async fn serve(
             "restored session state"
         );
     }
-    let mut tasks = JoinSet::new();
     for l in &config.listeners {
         listener::start(l, broker.clone(), security.clone(), &mut tasks).await?;
     }
-    // Admin API, metrics and dashboard (when [admin] bind is set), and the $SYS topics.
-    admin::start(&config.admin, broker.clone(), &mut tasks).await?;
+    // The $SYS topics.
     if !config.admin.sys_interval.is_zero() {
         tasks.spawn(sys::run(broker.clone(), config.admin.sys_interval));
     }

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use holdfast_core::session::SessionInfo;
 use holdfast_core::Millis;
 
-use crate::broker::{AdminAction, Broker, SessionQuery};
+use crate::broker::{Broker, SessionQuery};
 use crate::config::{DiscardOrder, DiscardRules};
 
 /// How long the high-water rule waits after discarding, for compaction to return the space.
@@ -99,29 +99,13 @@ fn offline(broker: &Broker) -> Vec<SessionInfo> {
 }
 
 fn discard(broker: &Broker, s: &SessionInfo, why: &str, counter: &std::sync::atomic::AtomicU64) {
-    // The client may have come back since the list was taken: leave a live session alone.
-    if broker
-        .session_info(&s.client_id)
-        .is_none_or(|i| i.connected)
-    {
-        return;
-    }
-    if broker
-        .admin_session(&s.client_id, AdminAction::Discard)
-        .is_some()
-    {
-        // admin_session counts every discard as an administrator's; this one is a rule's.
-        broker
-            .stats
-            .discarded_sessions_admin
-            .fetch_sub(1, Ordering::Relaxed);
+    if broker.discard_offline_session(&s.client_id, why) {
         counter.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
+        tracing::debug!(
             client_id = &*s.client_id,
             queued = s.queued,
             queued_bytes = s.queued_bytes,
-            reason = why,
-            "session discarded by rule"
+            "discard rule"
         );
     }
 }

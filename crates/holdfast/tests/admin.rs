@@ -488,7 +488,7 @@ async fn idle_rule_discards_offline_sessions_and_logs_why() {
     assert_eq!(st["discarded_sessions"]["idle"], 1, "{st}");
     assert_eq!(st["discarded_sessions"]["admin"], 0, "{st}");
     assert!(
-        broker.log().contains("session discarded by rule"),
+        broker.log().contains("session discarded") && broker.log().contains("idle"),
         "each discard is logged with its reason"
     );
     broker.restart();

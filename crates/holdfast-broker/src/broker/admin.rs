@@ -107,6 +107,27 @@ impl Broker {
         Some(self.barrier())
     }
 
+    /// Discard a session for an automated rule, only if it is offline: checked under the session's
+    /// lock, so a client that has just come back keeps its session. Logged with `reason`.
+    pub fn discard_offline_session(&self, client_id: &str, reason: &str) -> bool {
+        let now = now_millis();
+        let Some(slot) = self.sessions.lock().get(client_id).cloned() else {
+            return false;
+        };
+        let mut discarded = false;
+        let later = self.run(&slot, &[], |s, out| {
+            if !s.is_connected() && !s.has_ended() {
+                s.admin_close(true, now, out);
+                discarded = true;
+            }
+        });
+        self.perform_unlocked(&slot, later, now);
+        if discarded {
+            tracing::warn!(client_id, reason, "session discarded");
+        }
+        discarded
+    }
+
     /// A ticket that completes when everything committed before it is fsync'd.
     pub fn barrier(&self) -> Arc<Ticket> {
         let ticket = Ticket::new();

@@ -81,6 +81,8 @@ struct RawLimits {
     max_keep_alive: Option<Seconds16>,
     max_client_id_len: Option<Spanned<usize>>,
     max_subscriptions: Option<usize>,
+    max_topic_levels: Option<usize>,
+    max_topic_len: Option<usize>,
     topic_alias_maximum: Option<u16>,
     max_connections_per_ip: Option<usize>,
     connect_rate_per_ip: Option<u32>,
@@ -385,6 +387,8 @@ fn validate_core(
     );
     set(&mut core.max_keep_alive, limits.max_keep_alive.map(|s| s.0));
     set(&mut core.max_subscriptions, limits.max_subscriptions);
+    set(&mut core.max_topic_levels, limits.max_topic_levels);
+    set(&mut core.max_topic_len, limits.max_topic_len);
     set(&mut core.topic_alias_maximum, limits.topic_alias_maximum);
     set(&mut core.retain_available, mqtt.retain_available);
     set(

@@ -132,15 +132,18 @@ mod tests {
         assert_eq!(c.auth.password_file.as_deref(), Some("pw".as_ref()));
         let c = parse("[auth]\npassword_file = \"pw\"\nallow_anonymous = true\n").unwrap();
         assert!(c.auth.allow_anonymous);
-        let c = parse("[auth]\nacl_file = \"acl.toml\"\nuse_identity_as_username = true\n")
-            .unwrap();
+        let c =
+            parse("[auth]\nacl_file = \"acl.toml\"\nuse_identity_as_username = true\n").unwrap();
         assert!(c.auth.use_identity_as_username && c.auth.allow_anonymous);
     }
 
     #[test]
     fn auth_errors_name_key_and_line() {
         let e = parse("\n[auth]\npassword_file = \"\"\n").unwrap_err();
-        assert!(e.contains("line 3") && e.contains("auth.password_file"), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains("auth.password_file"),
+            "{e}"
+        );
         let e = parse("[auth]\nallow_anonymus = true\n").unwrap_err();
         assert!(e.contains("line 2") && e.contains("allow_anonymus"), "{e}");
         let e = parse("[auth]\nallow_anonymous = \"no\"\n").unwrap_err();
@@ -159,8 +162,14 @@ mod tests {
         assert_eq!(c.conn_limits.max_publish_rate, 100);
         assert_eq!(c.conn_limits.connect_timeout.as_secs(), 3);
         let e = parse("[limits]\n\nconnect_timeout = 0\n").unwrap_err();
-        assert!(e.contains("line 3") && e.contains("limits.connect_timeout"), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains("limits.connect_timeout"),
+            "{e}"
+        );
         let e = parse("[limits]\nmax_publish_rate = -1\n").unwrap_err();
-        assert!(e.contains("line 2") && e.contains("limits.max_publish_rate"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("limits.max_publish_rate"),
+            "{e}"
+        );
     }
 }

@@ -164,6 +164,8 @@ format = "json"
         allow_zero_length_client_id: false,
         max_client_id_len: 128,
         max_subscriptions: 50,
+        max_topic_levels: 200,
+        max_topic_len: 0,
         durability: holdfast_core::durability::DurabilityRules {
             default: holdfast_core::Durability::Sync,
             rules: vec![
