@@ -15,9 +15,11 @@ use crate::args::Plan;
 use crate::flow::{self, nonce, Progress};
 use crate::payload::Clock;
 use crate::procstat;
+use crate::publisher::histogram;
 use crate::publisher::Counters;
 use crate::report::{DurableReport, Report};
-use crate::subscriber::{self, SubscriberConfig};
+use crate::subscriber::{self, SubscriberConfig, SubscriberResult};
+use crate::tracker::Accounting;
 use crate::wire::{connect_packet, Conn};
 use crate::BenchError;
 
@@ -97,25 +99,102 @@ pub async fn run(plan: &Plan, addr: SocketAddr) -> Result<Report, BenchError> {
 
     // 4. Reconnect (retrying while the broker comes back) and count what arrives.
     let resume = connect_packet(client_id.clone(), plan.version, false, expiry);
-    let (conn, ack, reconnected) = loop {
+    let reconnect = loop {
         let attempt = Instant::now();
         match Conn::open(addr, &resume).await {
-            Ok((conn, ack)) => break (conn, ack, attempt),
+            Ok((conn, ack)) => break Some((conn, ack, attempt)),
             // While the broker restarts: refused, or accepted and closed before CONNACK.
             Err(BenchError::Connect(_) | BenchError::Closed | BenchError::Io(_))
                 if plan.restart_cmd.is_some() && restart_began.elapsed() < RESTART_WAIT =>
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            Err(e) if plan.restart_cmd.is_some() => {
+                report.errors.push(format!(
+                    "the broker did not serve again after --restart-cmd: {e}"
+                ));
+                break None;
+            }
             Err(e) => return Err(e),
         }
     };
-    let restart_s = plan.restart_cmd.as_ref().map(|_| {
-        reconnected
-            .saturating_duration_since(restart_began)
-            .as_secs_f64()
-    });
+    let expected = counters.sent.load(Relaxed);
+    let (session_present, reconnected) = match &reconnect {
+        Some((_, ack, at)) => (ack.session_present, *at),
+        None => (false, Instant::now()),
+    };
+    let restart_s = match (&plan.restart_cmd, &reconnect) {
+        (Some(_), Some(_)) => Some(
+            reconnected
+                .saturating_duration_since(restart_began)
+                .as_secs_f64(),
+        ),
+        _ => None,
+    };
     let reconnected_ns = clock.ns_at(reconnected.into_std());
+    let (sub_result, first) = match reconnect {
+        Some((conn, _, _)) => receive(plan, conn, clock, &counters, expected, reconnected).await?,
+        None => (
+            SubscriberResult {
+                accounting: Accounting::new(plan.publishers),
+                latency: histogram(),
+                last_new_ns: 0,
+                error: None,
+            },
+            None,
+        ),
+    };
+    let proc_after = plan.pid.and_then(|p| procstat::sample(Some(p)));
+
+    // Leave no session behind.
+    let cleanup = connect_packet(client_id, plan.version, true, None);
+    if let Ok((c, _)) = Conn::open(addr, &cleanup).await {
+        c.close().await;
+    }
+
+    let reconnect_ok = restart_s.is_some() || plan.restart_cmd.is_none();
+    let all_arrived = sub_result.accounting.received() >= expected;
+    let since_reconnect = |ns: u64| (ns.saturating_sub(reconnected_ns)) as f64 / 1e9;
+    let last_new_ns = sub_result.last_new_ns;
+    flow::account(&mut report, plan.qos, &pub_results, &[sub_result]);
+    let time_to_all_s = (all_arrived && report.delivered > 0).then(|| since_reconnect(last_new_ns));
+    report.window_s = since_reconnect(last_new_ns);
+    if report.window_s > 0.0 {
+        report.delivered_per_s = report.delivered as f64 / report.window_s;
+    }
+    report.sent_per_s = report.sent as f64 / publish_s.max(1e-9);
+    report.acked_per_s = report.acked as f64 / publish_s.max(1e-9);
+    report.durable = Some(DurableReport {
+        session_present,
+        restart_s,
+        time_to_all_s,
+        // At the coordinator's 10 ms resolution.
+        first_message_s: first
+            .map(|f: Instant| f.saturating_duration_since(reconnected).as_secs_f64()),
+        publish_s,
+    });
+    if reconnect_ok && !session_present {
+        report
+            .errors
+            .push("the broker did not keep the session (Session Present 0 on reconnect)".into());
+    }
+    if let (Some(pid), Some(b), Some(a)) = (plan.pid, proc_before, proc_after) {
+        report.set_process(pid, b, a, report.delivered);
+    }
+    report.judge();
+    Ok(report)
+}
+
+/// Receives on the resumed session until everything arrived, nothing arrived for the grace
+/// period, or the connection failed; also returns when the first message came.
+async fn receive(
+    plan: &Plan,
+    conn: Conn,
+    clock: Clock,
+    counters: &Arc<Counters>,
+    expected: u64,
+    reconnected: Instant,
+) -> Result<(SubscriberResult, Option<Instant>), BenchError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let cfg = SubscriberConfig {
         index: 0,
@@ -125,14 +204,15 @@ pub async fn run(plan: &Plan, addr: SocketAddr) -> Result<Report, BenchError> {
         counters: counters.clone(),
     };
     let sub = tokio::spawn(subscriber::run(conn, cfg, shutdown_rx));
-    let expected = counters.sent.load(Relaxed);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut last = (0u64, Instant::now());
     let mut first = None;
     let mut progress = Progress::new(plan.progress, reconnected);
     loop {
         tick.tick().await;
         let now = Instant::now();
-        progress.tick(&counters, now);
+        progress.tick(counters, now);
         let delivered = counters.delivered.load(Relaxed);
         if delivered != last.0 {
             last = (delivered, now);
@@ -147,43 +227,6 @@ pub async fn run(plan: &Plan, addr: SocketAddr) -> Result<Report, BenchError> {
     }
     progress.finish();
     let _ = shutdown_tx.send(true);
-    let sub_result = sub.await.map_err(|e| BenchError::Io(e.to_string()))?;
-    let proc_after = plan.pid.and_then(|p| procstat::sample(Some(p)));
-
-    // Leave no session behind.
-    let cleanup = connect_packet(client_id, plan.version, true, None);
-    if let Ok((c, _)) = Conn::open(addr, &cleanup).await {
-        c.close().await;
-    }
-
-    let all_arrived = sub_result.accounting.received() >= expected;
-    let since_reconnect = |ns: u64| (ns.saturating_sub(reconnected_ns)) as f64 / 1e9;
-    let last_new_ns = sub_result.last_new_ns;
-    flow::account(&mut report, plan.qos, &pub_results, &[sub_result]);
-    let time_to_all_s = (all_arrived && report.delivered > 0).then(|| since_reconnect(last_new_ns));
-    report.window_s = since_reconnect(last_new_ns);
-    if report.window_s > 0.0 {
-        report.delivered_per_s = report.delivered as f64 / report.window_s;
-    }
-    report.sent_per_s = report.sent as f64 / publish_s.max(1e-9);
-    report.acked_per_s = report.acked as f64 / publish_s.max(1e-9);
-    report.durable = Some(DurableReport {
-        session_present: ack.session_present,
-        restart_s,
-        time_to_all_s,
-        // At the coordinator's 10 ms resolution.
-        first_message_s: first
-            .map(|f: Instant| f.saturating_duration_since(reconnected).as_secs_f64()),
-        publish_s,
-    });
-    if !ack.session_present {
-        report
-            .errors
-            .push("the broker did not keep the session (Session Present 0 on reconnect)".into());
-    }
-    if let (Some(pid), Some(b), Some(a)) = (plan.pid, proc_before, proc_after) {
-        report.set_process(pid, b, a, report.delivered);
-    }
-    report.judge();
-    Ok(report)
+    let result = sub.await.map_err(|e| BenchError::Io(e.to_string()))?;
+    Ok((result, first))
 }

@@ -67,6 +67,10 @@ pub struct CoreConfig {
     pub max_client_id_len: usize,
     /// Subscriptions per session; 0 means no limit.
     pub max_subscriptions: usize,
+    /// Levels of a topic name or filter ("a/b/c" has 3); 0 means no limit.
+    pub max_topic_levels: usize,
+    /// Bytes of a topic name or filter; 0 means no limit (MQTT's own is 65535).
+    pub max_topic_len: usize,
     /// How safely messages and sessions are stored, by topic.
     pub durability: crate::durability::DurabilityRules,
     /// Access rules for publish and subscribe; `None`: everything is allowed.
@@ -94,6 +98,8 @@ impl Default for CoreConfig {
             allow_zero_length_client_id: true,
             max_client_id_len: 65_535,
             max_subscriptions: 0,
+            max_topic_levels: 200,
+            max_topic_len: 0,
             durability: Default::default(),
             acl: None,
         }

@@ -49,6 +49,10 @@ pub enum Command {
         Exit code 0: done; 1: the broker answered with an error (e.g. no such session) or \
         cannot be reached.")]
     Ctl(crate::ctl::CtlArgs),
+    /// Publish a message, like mosquitto_pub; with --persist-dir the client's session survives a crash.
+    Pub(crate::pubsub::PubArgs),
+    /// Subscribe and print messages, like mosquitto_sub.
+    Sub(crate::pubsub::SubArgs),
 }
 
 #[derive(Debug, Args)]

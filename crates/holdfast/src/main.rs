@@ -4,6 +4,7 @@ mod cli;
 mod ctl;
 mod logging;
 mod passwd;
+mod pubsub;
 mod signals;
 mod store;
 
@@ -26,6 +27,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => ExitCode::from(holdfast_bench::execute(args)),
         Command::Ctl(args) => ctl::run(args),
         Command::Passwd(args) => passwd::run(args),
+        Command::Pub(args) => pubsub::run_pub(args),
+        Command::Sub(args) => pubsub::run_sub(args),
     }
 }
 

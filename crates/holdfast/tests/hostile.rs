@@ -240,7 +240,11 @@ fn packet_id_exhaustion_is_bounded() {
     }
     p.send(&burst);
     for _ in 0..5000 {
-        assert_eq!(p.expect_packet("PUBACK").first, 0x40, "publisher is acknowledged");
+        assert_eq!(
+            p.expect_packet("PUBACK").first,
+            0x40,
+            "publisher is acknowledged"
+        );
     }
     let delivered = sub.packets_within(Duration::from_millis(500));
     assert!(delivered.len() <= 64, "{} in flight", delivered.len());
@@ -405,5 +409,40 @@ fn publish_rate_is_limited() {
     }
     ok.send(&support::raw::PINGREQ);
     assert_eq!(ok.expect_packet("PINGRESP").first, 0xD0);
+    assert_broker_alive(b.addr());
+}
+
+#[test] // [limits] max_topic_levels / max_topic_len: PUBACK 0x90, SUBACK 0x8F (3.1.1: 0x80)
+fn topics_over_the_level_and_length_limits_are_refused() {
+    if holdfast_only("[limits] max_topic_levels, max_topic_len") {
+        return;
+    }
+    let b = start("[limits]\nmax_topic_levels = 8\nmax_topic_len = 100\n");
+    let deep = "a/".repeat(8) + "b"; // 9 levels
+    let long = "x".repeat(101);
+    let mut c = RawConn::open(b.addr());
+    c.handshake(&Connect::v5("deep-v5"));
+    for (i, t) in [&deep, &long].into_iter().enumerate() {
+        c.send(&subscribe(0x82, 1 + i as u16, t.as_bytes(), 1, true));
+        let ack = c.expect_packet("SUBACK");
+        assert_eq!(ack.body[3], 0x8F, "filter {t}");
+        c.send(&publish(
+            t.as_bytes(),
+            1,
+            false,
+            10 + i as u16,
+            b"x",
+            Some(&[]),
+        ));
+        let ack = c.expect_packet("PUBACK");
+        assert_eq!((ack.first, ack.body[2]), (0x40, 0x90), "topic {t}");
+    }
+    let ok = "a/".repeat(7) + "b"; // 8 levels
+    c.send(&subscribe(0x82, 3, ok.as_bytes(), 1, true));
+    assert_eq!(c.expect_packet("SUBACK").body[3], 1);
+    let mut c4 = RawConn::open(b.addr());
+    c4.handshake(&Connect::v4("deep-v4"));
+    c4.send(&subscribe(0x82, 1, deep.as_bytes(), 1, false));
+    assert_eq!(c4.expect_packet("SUBACK").body[2], 0x80);
     assert_broker_alive(b.addr());
 }

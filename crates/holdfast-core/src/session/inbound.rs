@@ -52,8 +52,11 @@ impl Session {
         let Some(topic) = self.resolve_topic(&p, out) else {
             return;
         };
+        if self.topic_too_big(&topic) {
+            return self.publish_refused(&p, ReasonCode::TOPIC_NAME_INVALID, out);
+        }
         if !self.acl_allows(true, &topic) {
-            return self.publish_denied(&p, out);
+            return self.publish_refused(&p, ReasonCode::NOT_AUTHORIZED, out);
         }
         if v5
             && p.properties.payload_format_indicator == Some(1)
@@ -157,10 +160,11 @@ impl Session {
     }
 
     /// A PUBLISH the ACL denies: v5 gets 0x87 Not authorized in its PUBACK/PUBREC; 3.1.1 is
-    /// acknowledged and dropped, as MQTT 3.1.1 section 4.7 allows; QoS 0 is dropped.
-    fn publish_denied(&mut self, p: &Publish, out: &mut Vec<Action>) {
+    /// acknowledged and dropped, as MQTT 3.1.1 section 4.7 allows; QoS 0 is dropped. The same for a
+    /// topic over `max_topic_levels` / `max_topic_len` (v5: 0x90 Topic Name invalid).
+    fn publish_refused(&mut self, p: &Publish, reason: ReasonCode, out: &mut Vec<Action>) {
         let reason = if self.protocol.is_v5() {
-            ReasonCode::NOT_AUTHORIZED
+            reason
         } else {
             ReasonCode::SUCCESS
         };
@@ -173,6 +177,13 @@ impl Session {
             ))),
             _ => {}
         }
+    }
+
+    /// A topic name or filter over the configured level count or length.
+    fn topic_too_big(&self, topic: &str) -> bool {
+        let levels = self.cfg.max_topic_levels;
+        let len = self.cfg.max_topic_len;
+        (len > 0 && topic.len() > len) || (levels > 0 && topic.split('/').nth(levels).is_some())
     }
 
     fn inbound_slot_free(&self) -> bool {
@@ -289,7 +300,9 @@ impl Session {
                 return self.protocol_error(out); // [MQTT-3.8.3-4]
             }
             let plain = shared.unwrap_or(&filter);
-            let refused = if !self.acl_allows(false, &filter) {
+            let refused = if self.topic_too_big(plain) {
+                Some(ReasonCode::TOPIC_FILTER_INVALID)
+            } else if !self.acl_allows(false, &filter) {
                 Some(ReasonCode::NOT_AUTHORIZED)
             } else if shared.is_some() && !self.cfg.shared_subscription_available {
                 Some(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)

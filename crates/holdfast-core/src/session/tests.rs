@@ -650,8 +650,10 @@ fn takeover_closes_old_connection() {
 fn disconnect_cannot_raise_zero_expiry() {
     let mut s = session(CoreConfig::default());
     attach(&mut s, connect_packet(ProtocolVersion::V5, true), false, T0);
-    let mut props = Properties::default();
-    props.session_expiry_interval = Some(30);
+    let props = Properties {
+        session_expiry_interval: Some(30),
+        ..Default::default()
+    };
     let mut out = Vec::new();
     s.handle_packet(
         Packet::Disconnect(Disconnect {
@@ -845,7 +847,10 @@ fn inbound_qos2_id_stored() {
     assert!(persisted(&out).is_empty());
     assert!(matches!(
         &out[0],
-        Action::Publish { store: Some(Op::PutInboundQos2 { packet_id: 9, .. }), .. }
+        Action::Publish {
+            store: Some(Op::PutInboundQos2 { packet_id: 9, .. }),
+            ..
+        }
     ));
     out.clear();
     s.handle_packet(Packet::PubRel(PubResp::new(9)), T0, &mut out);

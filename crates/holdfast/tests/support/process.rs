@@ -179,3 +179,10 @@ impl Drop for BgProcess {
         let _ = self.child.wait();
     }
 }
+
+impl BgProcess {
+    /// Kills the program with SIGKILL now; what it printed stays readable (`wait_exit`, `lines`).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+}

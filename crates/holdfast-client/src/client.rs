@@ -1,0 +1,275 @@
+//! The public handle: [`Client`], [`Outgoing`], [`Delivery`], [`Subscription`], [`Message`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use holdfast_core::persist::SessionRecord;
+use holdfast_core::Durability;
+use holdfast_proto::{Properties, QoS};
+use holdfast_store::{LogOptions, LogStore, Store};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::eventloop::{Command, EventLoop};
+use crate::session::Session;
+use crate::{ClientError, ClientOptions};
+
+/// A message received on a [`Subscription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    pub dup: bool,
+    /// MQTT 5 properties (empty for 3.1.1).
+    pub properties: Properties,
+}
+
+/// A message to publish, with its QoS, retain flag and durability class.
+///
+/// ```
+/// use holdfast_client::{Outgoing, QoS, Durability};
+/// let m = Outgoing::new("payments/terminal-7", "EUR 12.50")
+///     .qos(QoS::AtLeastOnce)
+///     .durability(Durability::Sync);
+/// assert_eq!(m.topic, "payments/terminal-7");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    pub properties: Properties,
+    /// None: the client's default ([`ClientOptions::durability`]).
+    pub durability: Option<Durability>,
+}
+
+impl Outgoing {
+    pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>) -> Outgoing {
+        Outgoing {
+            topic: topic.into(),
+            payload: payload.into(),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Properties::default(),
+            durability: None,
+        }
+    }
+    pub fn qos(mut self, qos: QoS) -> Self {
+        self.qos = qos;
+        self
+    }
+    pub fn retain(mut self, retain: bool) -> Self {
+        self.retain = retain;
+        self
+    }
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = Some(d);
+        self
+    }
+    pub fn properties(mut self, p: Properties) -> Self {
+        self.properties = p;
+        self
+    }
+}
+
+/// Completes when the server acknowledged a message: PUBACK (QoS 1), PUBCOMP (QoS 2), or written to
+/// the socket (QoS 0). Dropping it does not cancel the delivery.
+#[derive(Debug)]
+pub struct Delivery {
+    rx: oneshot::Receiver<Result<(), ClientError>>,
+}
+
+impl Future for Delivery {
+    type Output = Result<(), ClientError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ClientError::Closed)))
+    }
+}
+
+/// The messages matching the filters of one [`Client::subscribe`] call, in order of arrival.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::UnboundedReceiver<Message>,
+    granted: Vec<u8>,
+}
+
+impl Subscription {
+    /// The next message; None once the client is closed.
+    pub async fn recv(&mut self) -> Option<Message> {
+        self.rx.recv().await
+    }
+    /// The QoS the server granted, per filter.
+    pub fn granted(&self) -> &[u8] {
+        &self.granted
+    }
+}
+
+/// An MQTT client. Cheap to clone; the connection and session live in a background task that
+/// reconnects with backoff until [`Client::disconnect`] or until every handle is dropped.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), holdfast_client::ClientError> {
+/// use holdfast_client::{Client, ClientOptions, QoS};
+/// let client = Client::connect(ClientOptions::new("127.0.0.1", 1883, "demo")).await?;
+/// let mut sub = client.subscribe("greetings/#", QoS::AtLeastOnce).await?;
+/// client.publish("greetings/world", "hello", QoS::AtLeastOnce, false).await?;
+/// let msg = sub.recv().await.expect("a message");
+/// assert_eq!(&msg.payload[..], b"hello");
+/// client.disconnect().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl Client {
+    /// Starts the client and waits for the first CONNACK. Fails if that first attempt fails; later
+    /// connection losses are repaired by reconnecting.
+    pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let client = Client::spawn(opts, Some(ready_tx))?;
+        ready_rx.await.unwrap_or(Err(ClientError::Closed))?;
+        Ok(client)
+    }
+
+    /// Starts the client without waiting: messages published before the first connection are kept
+    /// (and stored, with a persistence directory) and sent once connected.
+    pub fn start(opts: ClientOptions) -> Result<Client, ClientError> {
+        Client::spawn(opts, None)
+    }
+
+    fn spawn(
+        opts: ClientOptions,
+        ready: Option<oneshot::Sender<Result<bool, ClientError>>>,
+    ) -> Result<Client, ClientError> {
+        let store: Option<Arc<dyn Store>> = match &opts.persist_dir {
+            Some(dir) => {
+                if opts.client_id.is_empty() {
+                    return Err(ClientError::Invalid(
+                        "a persistence directory needs a client id".into(),
+                    ));
+                }
+                std::fs::create_dir_all(dir)?;
+                let (store, report) = LogStore::open(dir, LogOptions::default())?;
+                tracing::debug!(dir = %dir.display(), "client store opened: {report}");
+                Some(Arc::new(store))
+            }
+            None => None,
+        };
+        let record = SessionRecord {
+            protocol: opts.protocol.level(),
+            expiry: opts.session_expiry,
+            ..SessionRecord::default()
+        };
+        let (committed_tx, committed_rx) = mpsc::unbounded_channel();
+        let session = Session::load(&opts.client_id, store, record, committed_tx);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ev = EventLoop::new(opts, session, rx, committed_rx, ready);
+        tokio::spawn(ev.run());
+        Ok(Client { tx })
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), ClientError> {
+        self.tx.send(cmd).map_err(|_| ClientError::Closed)
+    }
+
+    /// Publishes and waits for PUBACK (QoS 1) / PUBCOMP (QoS 2), or for the write (QoS 0).
+    pub async fn publish(
+        &self,
+        topic: impl Into<String>,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<(), ClientError> {
+        let m = Outgoing::new(topic, payload).qos(qos).retain(retain);
+        self.enqueue(m).await?.await
+    }
+
+    /// Hands a message to the session and returns once it is kept as its durability class asks
+    /// (`sync`: fsync'd; `flush`: written to the OS; `volatile`: in memory). From then on the
+    /// client delivers it, across reconnects and (unless volatile) restarts of the process. The
+    /// returned [`Delivery`] completes on the acknowledgement.
+    pub async fn enqueue(&self, m: Outgoing) -> Result<Delivery, ClientError> {
+        holdfast_proto::topic::validate_topic_name(&m.topic)
+            .map_err(|why| ClientError::Invalid(format!("topic {:?}: {why}", m.topic)))?;
+        let (stored_tx, stored_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        self.send(Command::Publish {
+            message: Box::new(m),
+            stored: stored_tx,
+            done: done_tx,
+        })?;
+        stored_rx.await.unwrap_or(Err(ClientError::Closed))?;
+        Ok(Delivery { rx: done_rx })
+    }
+
+    /// Subscribes to one filter; see [`Client::subscribe_many`].
+    pub async fn subscribe(
+        &self,
+        filter: impl Into<String>,
+        qos: QoS,
+    ) -> Result<Subscription, ClientError> {
+        self.subscribe_many(vec![(filter.into(), qos)]).await
+    }
+
+    /// Subscribes and waits for SUBACK. The subscription's stream gets every message whose topic
+    /// matches one of `filters`. Fails if the server refused every filter.
+    pub async fn subscribe_many(
+        &self,
+        filters: Vec<(String, QoS)>,
+    ) -> Result<Subscription, ClientError> {
+        for (f, _) in &filters {
+            holdfast_proto::topic::validate_topic_filter(f)
+                .map_err(|why| ClientError::Invalid(format!("filter {f:?}: {why}")))?;
+        }
+        let (sink, rx) = mpsc::unbounded_channel();
+        let (reply, reply_rx) = oneshot::channel();
+        self.send(Command::Subscribe {
+            filters,
+            sink,
+            reply,
+        })?;
+        let granted = reply_rx.await.unwrap_or(Err(ClientError::Closed))?;
+        if let Some(bad) = granted.iter().find(|g| **g >= 0x80) {
+            if granted.iter().all(|g| *g >= 0x80) {
+                return Err(ClientError::SubscribeRejected(*bad));
+            }
+        }
+        Ok(Subscription { rx, granted })
+    }
+
+    /// Unsubscribes and waits for UNSUBACK; the streams of these filters get no more messages.
+    pub async fn unsubscribe(&self, filter: impl Into<String>) -> Result<(), ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Unsubscribe {
+            filters: vec![filter.into()],
+            reply,
+        })?;
+        rx.await.unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// Waits until every QoS 1/2 message of the session (including those recovered from the
+    /// persistence directory) is acknowledged.
+    pub async fn wait_idle(&self) -> Result<(), ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Idle { reply })?;
+        rx.await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Sends DISCONNECT, closes the connection and the store. Messages not yet acknowledged stay in
+    /// the store (if any) for the next start with the same client id.
+    pub async fn disconnect(&self) -> Result<(), ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Disconnect { reply })?;
+        let _ = rx.await;
+        Ok(())
+    }
+}
