@@ -140,6 +140,26 @@ where
     debug!(?end, "disconnected");
     broker.close_session(&slot, generation, now_millis());
     let _ = conn.stream.shutdown().await;
+    if !matches!(end, End::ClosedByPeer | End::Io) {
+        linger(&mut conn.stream).await;
+    }
+}
+
+/// After the server closed its side, read and discard what the client still sends, briefly: closing
+/// a socket with unread input makes the kernel answer with a reset, which can destroy the DISCONNECT
+/// and its reason code before the client reads them.
+async fn linger<S: AsyncRead + Unpin>(stream: &mut S) {
+    let mut sink = [0u8; 4096];
+    let mut left: usize = 256 * 1024;
+    let _ = timeout(Duration::from_secs(1), async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 #[derive(Debug)]

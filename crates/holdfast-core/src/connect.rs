@@ -88,6 +88,11 @@ pub fn validate_connect(
     };
     let (keep_alive, server_keep_alive) = match cfg.max_keep_alive {
         0 => (c.keep_alive, None),
+        // A 3.1/3.1.1 client cannot be told another keep alive, and holding it to one it never
+        // agreed to would cut it off unexpectedly: refuse it, as Mosquitto does (return code 2).
+        max if (c.keep_alive == 0 || c.keep_alive > max) && !v5 => {
+            return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+        }
         max if c.keep_alive == 0 || c.keep_alive > max => (max, Some(max)),
         _ => (c.keep_alive, None),
     };
@@ -272,6 +277,12 @@ mod tests {
         let p =
             validate_connect(connect(ProtocolVersion::V5, "a", true), &cfg, String::new).unwrap();
         assert_eq!((p.keep_alive, p.server_keep_alive), (10, Some(10)));
+        let v3 = validate_connect(
+            connect(ProtocolVersion::V3_1_1, "a", true),
+            &cfg,
+            String::new,
+        );
+        assert_eq!(v3.unwrap_err(), ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
     }
 
     #[test] // [MQTT-4.12.0-1] unsupported authentication method gets 0x8C
