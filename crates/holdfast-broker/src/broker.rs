@@ -141,6 +141,8 @@ pub struct Broker {
     pub ready: AtomicBool,
     /// When the broker started (ms since the epoch), for uptime.
     pub started_at: Millis,
+    /// How long the store's recovery took at start, in microseconds (metrics).
+    pub recovery_micros: AtomicU64,
     next_client_id: AtomicU64,
     next_connection: AtomicU64,
     id_prefix: String,
@@ -192,6 +194,7 @@ impl Broker {
             connections: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
             started_at: now_millis(),
+            recovery_micros: AtomicU64::new(0),
             next_client_id: AtomicU64::new(1),
             next_connection: AtomicU64::new(1),
             id_prefix: format!("holdfast-{:x}-", now_millis()),
@@ -723,6 +726,10 @@ impl Broker {
             self.perform_unlocked(&slot, later, now);
         }
         summary
+    }
+
+    pub fn recovery_seconds(&self) -> f64 {
+        self.recovery_micros.load(Ordering::Relaxed) as f64 / 1e6
     }
 
     /// Write and fsync everything still pending in the store.

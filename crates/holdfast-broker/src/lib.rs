@@ -57,13 +57,13 @@ pub enum ServeError {
 /// directory is locked for the life of the process: two brokers writing one log would corrupt it.
 fn open_store(
     storage: &StorageConfig,
-) -> Result<(Arc<dyn Store>, Option<std::fs::File>), ServeError> {
+) -> Result<(Arc<dyn Store>, Option<std::fs::File>, Duration), ServeError> {
     let rules = storage.durability_rules();
     let all_volatile = rules.default == Durability::Volatile
         && rules.rules.iter().all(|(_, d)| *d == Durability::Volatile);
     if all_volatile {
         info!("all durability classes are volatile: session state is kept in memory only");
-        return Ok((Arc::new(MemoryStore::new()), None));
+        return Ok((Arc::new(MemoryStore::new()), None, Duration::ZERO));
     }
     let store_error = |source| ServeError::Store {
         dir: storage.data_dir.clone(),
@@ -88,7 +88,7 @@ fn open_store(
     };
     let (store, report) = LogStore::open(&storage.data_dir, opts).map_err(store_error)?;
     info!(dir = %storage.data_dir.display(), "store recovered: {report}");
-    Ok((Arc::new(store), Some(lock)))
+    Ok((Arc::new(store), Some(lock), report.duration))
 }
 
 /// `storage.quota_policy = "discard-oldest"`: when the store refused writes for its quota since the
@@ -125,10 +125,13 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let (store, _lock) = open_store(&config.storage)?;
+    let (store, _lock, recovery) = open_store(&config.storage)?;
     let state = store.load();
     let (security, core) = auth::load(&config)?;
     let broker = Arc::new(Broker::new(core, config.max_connections, store));
+    broker
+        .recovery_micros
+        .store(recovery.as_micros() as u64, Ordering::Relaxed);
     let mut tasks = JoinSet::new();
     // The admin API answers /healthz while sessions are rebuilt, and /readyz only once they are.
     admin::start(&config.admin, broker.clone(), &mut tasks).await?;

@@ -240,6 +240,37 @@ pub fn render(broker: &Broker) -> String {
         "Bytes of a torn tail cut off during recovery at start.",
         s.torn_bytes_truncated,
     );
+    m.one(
+        "holdfast_store_live_bytes",
+        "gauge",
+        "Bytes of live state in the store: what storage.max_bytes caps.",
+        s.live_bytes,
+    );
+    m.help(
+        "holdfast_store_recovery_seconds",
+        "gauge",
+        "Seconds the store took to recover at start.",
+    );
+    let _ = writeln!(
+        m.0,
+        "holdfast_store_recovery_seconds {}",
+        broker.recovery_seconds()
+    );
+    m.histogram(
+        "holdfast_store_fsync_seconds",
+        "Latency of one fsync of the store.",
+        &s.fsync_seconds,
+    );
+    m.histogram(
+        "holdfast_store_commit_seconds",
+        "Latency from a commit to its completion (written for flush, fsync'd for sync).",
+        &s.commit_seconds,
+    );
+    m.histogram(
+        "holdfast_store_commit_batch_size",
+        "Batches carried by one group-commit write.",
+        &s.batches_per_write,
+    );
     m.0
 }
 
@@ -269,6 +300,18 @@ impl Metrics {
     fn one(&mut self, name: &str, kind: &str, help: &str, value: u64) {
         self.help(name, kind, help);
         self.sample(name, &[], value);
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, h: &holdfast_store::Histogram) {
+        self.help(name, "histogram", help);
+        let mut cumulative = 0;
+        for (i, bound) in h.bounds.iter().enumerate() {
+            cumulative += h.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(self.0, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(self.0, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(self.0, "{name}_sum {}", h.sum);
+        let _ = writeln!(self.0, "{name}_count {}", h.count);
     }
 
     fn by_qos(&mut self, name: &str, help: &str, counters: &[AtomicU64; 3]) {

@@ -21,6 +21,7 @@ pub(crate) enum Request {
         ops: Vec<Op>,
         durability: Durability,
         done: Option<Completion>,
+        queued_at: Instant,
     },
     Compact(Completion),
 }
@@ -64,6 +65,7 @@ struct Pending {
     ops: Vec<Op>,
     durability: Durability,
     done: Option<Completion>,
+    queued_at: Instant,
     /// Where its record starts and ends in the buffer.
     start: usize,
     outcome: Result<(), StoreError>,
@@ -146,10 +148,12 @@ impl Committer {
                     ops,
                     durability,
                     done,
+                    queued_at,
                 } => batches.push(Pending {
                     ops,
                     durability,
                     done,
+                    queued_at,
                     start: 0,
                     outcome: Ok(()),
                 }),
@@ -236,7 +240,10 @@ impl Committer {
         };
         if !self.buf.is_empty() {
             self.unsynced_since.get_or_insert_with(Instant::now);
-            self.shared.stats.lock().writes += 1;
+            let mut stats = self.shared.stats.lock();
+            stats.writes += 1;
+            let carried = batches.iter().filter(|b| b.outcome.is_ok()).count();
+            stats.batches_per_write.observe(carried as f64);
         }
         // Batches before the first Sync one are done once written; the rest wait for the fsync.
         let first_sync = batches
@@ -247,7 +254,14 @@ impl Committer {
         let Some(first) = rest.first() else { return };
         let first_start = start + first.start as u64;
         if self.unsynced_since.is_some() {
-            if let Err(e) = self.segs.sync() {
+            let started = Instant::now();
+            let synced = self.segs.sync();
+            self.shared
+                .stats
+                .lock()
+                .fsync_seconds
+                .observe(started.elapsed().as_secs_f64());
+            if let Err(e) = synced {
                 tracing::error!("store fsync failed: {e}");
                 // Those batches are not durable: take them out of the file, and rewrite the rest.
                 if let Err(t) = self.segs.cut(first_start) {
@@ -286,6 +300,11 @@ impl Committer {
             let mut stats = self.shared.stats.lock();
             stats.batches += batches.iter().filter(|b| b.outcome.is_ok()).count() as u64;
             stats.live_bytes = self.live.max(0) as u64;
+            for b in batches.iter().filter(|b| b.outcome.is_ok()) {
+                stats
+                    .commit_seconds
+                    .observe(b.queued_at.elapsed().as_secs_f64());
+            }
         }
         for b in batches {
             complete(b.done, b.outcome);
@@ -366,7 +385,14 @@ impl Committer {
     }
 
     fn sync_now(&mut self) {
-        match self.segs.sync() {
+        let started = Instant::now();
+        let synced = self.segs.sync();
+        self.shared
+            .stats
+            .lock()
+            .fsync_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match synced {
             Ok(()) => {
                 self.shared.stats.lock().fsyncs += 1;
                 self.unsynced_since = None;

@@ -56,7 +56,7 @@ pub enum StoreError {
 pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// What a store can report about itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoreStats {
     /// Bytes used on disk (all segments).
     pub disk_bytes: u64,
@@ -77,6 +77,56 @@ pub struct StoreStats {
     pub compactions: u64,
     /// Batches refused with [`StoreError::QuotaExceeded`] (also counted in `failed_commits`).
     pub quota_rejections: u64,
+    /// Seconds one fsync took.
+    pub fsync_seconds: Histogram,
+    /// Seconds from a batch's commit to its completion (as durable as it asked).
+    pub commit_seconds: Histogram,
+    /// Batches carried by one write of group commit.
+    pub batches_per_write: Histogram,
+}
+
+/// A distribution over fixed buckets, as Prometheus histograms show it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Histogram {
+    /// Upper bounds of the buckets, increasing; a last bucket above them is implied.
+    pub bounds: Vec<f64>,
+    /// Observations per bucket (not cumulative): `bounds.len() + 1` entries.
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &[f64]) -> Histogram {
+        Histogram {
+            bounds: bounds.to_vec(),
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    /// Buckets for latencies from 50 µs to 5 s.
+    pub fn latency() -> Histogram {
+        Histogram::new(&[
+            0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+            1.0, 5.0,
+        ])
+    }
+
+    pub fn observe(&mut self, v: f64) {
+        if self.counts.len() != self.bounds.len() + 1 {
+            self.counts = vec![0; self.bounds.len() + 1];
+        }
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i] += 1;
+        self.sum += v;
+        self.count += 1;
+    }
 }
 
 pub trait Store: Send + Sync {

@@ -74,6 +74,11 @@ impl LogStore {
             corrupt_records_skipped: report.corrupt_records.len() as u64,
             torn_bytes_truncated: report.torn_bytes_truncated,
             compactions: u64::from(report.snapshot_written),
+            fsync_seconds: crate::Histogram::latency(),
+            commit_seconds: crate::Histogram::latency(),
+            batches_per_write: crate::Histogram::new(&[
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0,
+            ]),
             ..StoreStats::default()
         };
         let committer = Committer {
@@ -150,6 +155,7 @@ impl Store for LogStore {
             ops,
             durability,
             done,
+            queued_at: Instant::now(),
         });
         drop(q);
         self.shared.wake.notify_one();

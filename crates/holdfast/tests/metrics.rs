@@ -120,6 +120,16 @@ async fn metrics_count_known_traffic_exactly() {
     assert!(get(&m, "holdfast_bytes_sent_total") > 0.0);
     assert!(get(&m, "holdfast_store_disk_bytes") > 0.0);
     assert!(get(&m, "holdfast_store_batches_total") > 0.0);
+    // Group commit is observable: commit latency, batches per write, fsync latency, recovery time.
+    let commits = get(&m, "holdfast_store_commit_seconds_count");
+    assert!(commits > 0.0);
+    assert_eq!(
+        get(&m, "holdfast_store_commit_seconds_bucket{le=\"+Inf\"}"),
+        commits
+    );
+    assert!(get(&m, "holdfast_store_commit_batch_size_count") > 0.0);
+    assert!(get(&m, "holdfast_store_fsync_seconds_count") >= 0.0);
+    assert!(get(&m, "holdfast_store_recovery_seconds") >= 0.0);
 
     // Discarding the offline session is counted by reason.
     assert_eq!(admin.delete("/api/v1/sessions/off").status, 200);
