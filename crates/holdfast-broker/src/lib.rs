@@ -59,9 +59,7 @@ type OpenedStore = (Arc<dyn Store>, Option<std::fs::File>, Duration);
 
 /// Open the store the configuration asks for: none on disk when every class is volatile. The data
 /// directory is locked for the life of the process: two brokers writing one log would corrupt it.
-fn open_store(
-    storage: &StorageConfig,
-) -> Result<OpenedStore, ServeError> {
+fn open_store(storage: &StorageConfig) -> Result<OpenedStore, ServeError> {
     let rules = storage.durability_rules();
     let all_volatile = rules.default == Durability::Volatile
         && rules.rules.iter().all(|(_, d)| *d == Durability::Volatile);
