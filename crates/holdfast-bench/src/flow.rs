@@ -16,7 +16,7 @@ use crate::args::{Plan, Scenario};
 use crate::payload::Clock;
 use crate::procstat::{self, ProcSample};
 use crate::publisher::{self, Counters, PublisherConfig, PublisherResult};
-use crate::report::{Latency, PublisherStats, Report};
+use crate::report::{Latency, PublisherStats, Report, GRACE_EXPIRED};
 use crate::subscriber::{self, SubscriberConfig, SubscriberResult};
 use crate::tracker::BitSet;
 use crate::wire::{connect_packet, Conn, PublishTemplate};
@@ -234,7 +234,7 @@ pub async fn run(plan: &Plan, addr: SocketAddr) -> Result<Report, BenchError> {
     let (mut gen_begin, mut gen_end) = (None::<ProcSample>, None::<ProcSample>);
     let mut grace_until = None;
     let mut last_delivered = (0u64, Instant::now());
-    loop {
+    let ended = loop {
         tick.tick().await;
         let now = Instant::now();
         if begin.is_none() && now >= warm_end {
@@ -267,10 +267,16 @@ pub async fn run(plan: &Plan, addr: SocketAddr) -> Result<Report, BenchError> {
         let complete = delivered >= sent * subscribers && settled;
         let stalled = publishers_finished
             && now.saturating_duration_since(last_delivered.1) >= Duration::from_secs(1);
-        if complete || stalled || now >= deadline {
-            break;
+        if complete {
+            break "complete";
         }
-    }
+        if stalled {
+            break "stalled";
+        }
+        if now >= deadline {
+            break GRACE_EXPIRED;
+        }
+    };
     progress.finish();
     let _ = shutdown_tx.send(true);
     if end.is_none() {
@@ -295,6 +301,7 @@ pub async fn run(plan: &Plan, addr: SocketAddr) -> Result<Report, BenchError> {
     }
 
     let mut report = Report::new(plan);
+    report.ended = Some(ended);
     account(&mut report, plan.qos, &pub_results, &sub_results);
     let window = end
         .at

@@ -8,6 +8,9 @@ use serde::Serialize;
 use crate::args::{Plan, Scenario};
 use crate::procstat::ProcSample;
 
+/// [`Report::ended`] when messages were still arriving at the end of the grace period.
+pub const GRACE_EXPIRED: &str = "grace expired";
+
 /// Latency percentiles in microseconds.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Latency {
@@ -126,6 +129,10 @@ pub struct Report {
     pub broker_process: Option<ProcReport>,
     /// CPU seconds this load generator used during the window.
     pub generator_cpu_s: Option<f64>,
+    /// Why the wait for stragglers ended: "complete" (everything arrived), "stalled" (nothing
+    /// arrived for a second) or "grace expired" (messages were still arriving: `lost` may count
+    /// messages the broker would still have delivered).
+    pub ended: Option<&'static str>,
     pub errors: Vec<String>,
     pub failed: bool,
 }
@@ -164,6 +171,7 @@ impl Report {
             durable: None,
             broker_process: None,
             generator_cpu_s: None,
+            ended: None,
             errors: Vec::new(),
             failed: false,
         }
@@ -276,6 +284,13 @@ impl Report {
                 self.rejected,
                 self.expected
             )?;
+            if self.ended == Some(GRACE_EXPIRED) && self.lost > 0 {
+                writeln!(
+                    s,
+                    "  (messages were still arriving when the grace period ended: `lost` counts \
+                     what had not arrived by then; see --grace)"
+                )?;
+            }
             let odd: Vec<_> = self
                 .per_publisher
                 .iter()

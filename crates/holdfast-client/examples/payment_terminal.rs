@@ -13,7 +13,9 @@ use holdfast_client::{Client, ClientError, ClientOptions, Durability, Outgoing, 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), ClientError> {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().unwrap_or_else(|| "payment-terminal-data".into());
+    let dir = args
+        .next()
+        .unwrap_or_else(|| "payment-terminal-data".into());
     let host = args.next().unwrap_or_else(|| "127.0.0.1".into());
     let port = args.next().and_then(|p| p.parse().ok()).unwrap_or(1883);
     let payments: u32 = args.next().and_then(|n| n.parse().ok()).unwrap_or(5);

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use holdfast_core::persist::SessionRecord;
 use holdfast_core::Durability;
-use holdfast_proto::{Properties, QoS};
+use holdfast_proto::{Properties, QoS, SubscriptionOptions};
 use holdfast_store::{LogOptions, LogStore, Store};
 use tokio::sync::{mpsc, oneshot};
 
@@ -132,7 +132,8 @@ pub struct Client {
 
 impl Client {
     /// Starts the client and waits for the first CONNACK. Fails if that first attempt fails; later
-    /// connection losses are repaired by reconnecting.
+    /// connection losses are repaired by reconnecting. Must run inside a tokio runtime (the
+    /// connection lives in a spawned task).
     pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
         let (ready_tx, ready_rx) = oneshot::channel();
         let client = Client::spawn(opts, Some(ready_tx))?;
@@ -225,6 +226,25 @@ impl Client {
     pub async fn subscribe_many(
         &self,
         filters: Vec<(String, QoS)>,
+    ) -> Result<Subscription, ClientError> {
+        let filters = filters
+            .into_iter()
+            .map(|(f, qos)| {
+                let o = SubscriptionOptions {
+                    qos,
+                    ..SubscriptionOptions::default()
+                };
+                (f, o)
+            })
+            .collect();
+        self.subscribe_with(filters).await
+    }
+
+    /// Like [`Client::subscribe_many`] with all MQTT 5 subscription options (No Local, Retain As
+    /// Published, Retain Handling; 3.1.1 sends only the QoS).
+    pub async fn subscribe_with(
+        &self,
+        filters: Vec<(String, SubscriptionOptions)>,
     ) -> Result<Subscription, ClientError> {
         for (f, _) in &filters {
             holdfast_proto::topic::validate_topic_filter(f)

@@ -20,6 +20,9 @@ pub enum ClientError {
     /// SUBACK refused the filter (0x80 in 3.1.1, or an MQTT 5 error reason).
     #[error("subscribe rejected: reason code {0:#04x}")]
     SubscribeRejected(u8),
+    /// The server closed the connection with DISCONNECT and this reason code (MQTT 5).
+    #[error("disconnected by the server: reason code {0:#04x}")]
+    ServerDisconnect(u8),
     /// The persistence directory could not be opened or a commit failed.
     #[error("session store: {0}")]
     Store(String),

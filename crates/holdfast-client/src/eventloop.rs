@@ -3,17 +3,16 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use holdfast_core::persist::StoredMessage;
 use holdfast_core::Durability;
 use holdfast_proto::{
-    Connect, Disconnect, Packet, Properties, PubResp, Publish, QoS, Subscribe,
-    SubscriptionOptions, Unsubscribe, Will,
+    Connect, Disconnect, Packet, Properties, Publish, Subscribe, SubscriptionOptions, Unsubscribe,
+    Will,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, Instant};
 
 use crate::conn::Conn;
-use crate::session::{After, Committed, OutMsg, Session};
+use crate::session::{Committed, Session};
 use crate::{ClientError, ClientOptions, Message, Outgoing};
 
 pub(crate) enum Command {
@@ -23,7 +22,7 @@ pub(crate) enum Command {
         done: oneshot::Sender<Result<(), ClientError>>,
     },
     Subscribe {
-        filters: Vec<(String, QoS)>,
+        filters: Vec<(String, SubscriptionOptions)>,
         sink: mpsc::UnboundedSender<Message>,
         reply: oneshot::Sender<Result<Vec<u8>, ClientError>>,
     },
@@ -55,7 +54,7 @@ pub(crate) enum Pending {
 
 /// An acknowledged subscription: re-made when the server lost the session.
 pub(crate) struct Active {
-    pub filters: Vec<(String, QoS)>,
+    pub filters: Vec<(String, SubscriptionOptions)>,
     pub sink: mpsc::UnboundedSender<Message>,
 }
 
@@ -76,6 +75,8 @@ pub(crate) struct EventLoop {
     pub idle_waiters: Vec<oneshot::Sender<()>>,
     /// Receive Maximum of the server, capped by `max_inflight`.
     pub inflight_limit: usize,
+    /// The server's Maximum Packet Size (MQTT 5).
+    pub max_packet: usize,
     first: bool,
 }
 
@@ -95,6 +96,7 @@ impl EventLoop {
     ) -> EventLoop {
         EventLoop {
             inflight_limit: usize::from(opts.max_inflight),
+            max_packet: holdfast_proto::MAX_PACKET_SIZE,
             opts,
             session,
             cmds,
@@ -122,6 +124,13 @@ impl EventLoop {
                     }
                     match self.serve(conn, present, props).await {
                         End::Closed => break,
+                        // 0x8E Session taken over: another client has this id now; reconnecting
+                        // would take it back and forth forever.
+                        End::Lost(ClientError::ServerDisconnect(0x8E)) => {
+                            tracing::warn!("session taken over by another connection: closing");
+                            self.closed = true;
+                            break;
+                        }
                         End::Lost(e) => tracing::info!("connection lost: {e}"),
                     }
                 }
@@ -158,6 +167,8 @@ impl EventLoop {
         }
     }
 
+    /// One connection attempt (TCP, CONNECT, CONNACK); commands and store completions are still
+    /// taken while it runs, so publishing never waits for the network.
     async fn connect(&mut self) -> Result<(Conn, bool, Properties), ClientError> {
         let o = &self.opts;
         let mut props = Properties::default();
@@ -171,7 +182,9 @@ impl EventLoop {
         }
         let connect = Connect {
             protocol: o.protocol,
-            clean_start: self.first && o.clean_start,
+            // MQTT 5: Clean Start only once, Session Expiry decides how long the session lives.
+            // 3.1.1: Clean Session is the session's lifetime, so it is kept on every connection.
+            clean_start: (self.first || !o.protocol.is_v5()) && o.clean_start,
             keep_alive: o.keep_alive,
             client_id: o.client_id.clone(),
             will: o.will.as_ref().map(|w| Will {
@@ -179,31 +192,27 @@ impl EventLoop {
                 payload: w.payload.clone(),
                 qos: w.qos,
                 retain: w.retain,
-                properties: Properties::default(),
+                properties: w.properties.clone(),
             }),
             username: o.username.clone(),
             password: o.password.clone(),
             properties: props,
         };
-        let timeout = o.connect_timeout;
-        let attempt = async {
-            let mut conn = Conn::open(&o.host, o.port, o.protocol).await?;
-            conn.send(&Packet::Connect(connect))?;
-            conn.flush().await?;
-            match conn.read().await? {
-                Packet::ConnAck(ack) if ack.reason.is_error() => {
-                    Err(ClientError::Refused(ClientError::reason(ack.reason)))
+        let attempt = attempt(o.host.clone(), o.port, o.tls.clone(), connect);
+        let attempt = tokio::time::timeout(o.connect_timeout, attempt);
+        tokio::pin!(attempt);
+        let r = loop {
+            tokio::select! {
+                r = &mut attempt => {
+                    break r.unwrap_or_else(|_| Err(ClientError::Io("connect timed out".into())));
                 }
-                Packet::ConnAck(ack) => Ok((conn, ack.session_present, ack.properties)),
-                other => Err(ClientError::Protocol(format!(
-                    "expected CONNACK, got {}",
-                    other.name()
-                ))),
+                cmd = self.cmds.recv() => self.command(cmd, None),
+                Some(c) = self.committed.recv() => self.on_committed(c, None),
+            }
+            if self.closed {
+                break Err(ClientError::Closed);
             }
         };
-        let r = tokio::time::timeout(timeout, attempt)
-            .await
-            .unwrap_or_else(|_| Err(ClientError::Io("connect timed out".into())));
         if r.is_ok() {
             self.first = false;
         }
@@ -214,10 +223,30 @@ impl EventLoop {
     async fn serve(&mut self, mut conn: Conn, present: bool, props: Properties) -> End {
         let server_rm = usize::from(props.receive_maximum.unwrap_or(65535));
         self.inflight_limit = server_rm.min(usize::from(self.opts.max_inflight)).max(1);
+        self.max_packet = props
+            .maximum_packet_size
+            .map_or(holdfast_proto::MAX_PACKET_SIZE, |m| m as usize);
         let keep_alive = props.server_keep_alive.unwrap_or(self.opts.keep_alive);
         if !present {
+            // [MQTT-3.2.2-5] the server has no session: ours is discarded too. Messages the server
+            // already took (PUBREC received) are done; the others are published anew (no DUP).
             self.session.forget_inbound();
             self.resubscribe();
+            let released: Vec<u64> = (self.session.out.iter())
+                .filter(|(_, m)| m.released)
+                .map(|(seq, _)| *seq)
+                .collect();
+            for seq in released {
+                if let Some(mut m) = self.session.complete(seq) {
+                    if let Some(tx) = m.done_tx.take() {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+            }
+            for m in self.session.out.values_mut() {
+                m.dup = false;
+            }
+            self.check_idle();
         }
         for m in self.session.out.values_mut() {
             m.sent = false;
@@ -236,9 +265,6 @@ impl EventLoop {
         let ka = Duration::from_secs(u64::from(keep_alive));
         let mut ping_sent: Option<Instant> = None;
         loop {
-            if let Err(e) = conn.flush().await {
-                return End::Lost(e);
-            }
             if self.closed {
                 let d = Disconnect::default();
                 let _ = conn.send(&Packet::Disconnect(d));
@@ -252,8 +278,9 @@ impl EventLoop {
                 (_, None) => conn.last_write + ka,
             };
             tokio::select! {
-                r = conn.read() => match r {
-                    Ok(p) => {
+                r = conn.step() => match r {
+                    Ok(None) => {}
+                    Ok(Some(p)) => {
                         if matches!(p, Packet::PingResp) {
                             ping_sent = None;
                         }
@@ -295,50 +322,11 @@ impl EventLoop {
         }
     }
 
-    fn subscribe_packet(&self, pid: u16, filters: &[(String, QoS)]) -> Subscribe {
+    fn subscribe_packet(&self, pid: u16, filters: &[(String, SubscriptionOptions)]) -> Subscribe {
         Subscribe {
             packet_id: pid,
-            filters: filters
-                .iter()
-                .map(|(f, q)| {
-                    let o = SubscriptionOptions {
-                        qos: *q,
-                        ..SubscriptionOptions::default()
-                    };
-                    (f.clone(), o)
-                })
-                .collect(),
+            filters: filters.to_vec(),
             properties: Properties::default(),
-        }
-    }
-
-    /// Sends what may go now: QoS 0 messages, then stored QoS 1/2 messages in order within the
-    /// inflight window.
-    pub fn pump(&mut self, conn: &mut Conn) {
-        while let Some((p, done)) = self.qos0.pop_front() {
-            let r = conn.send(&Packet::Publish(p));
-            let _ = done.send(r);
-        }
-        let mut inflight = self.session.out.values().filter(|m| m.sent).count();
-        for m in self.session.out.values_mut() {
-            if m.sent {
-                continue;
-            }
-            if !m.stored || inflight >= self.inflight_limit {
-                break;
-            }
-            let packet = if m.released {
-                Packet::PubRel(PubResp::new(m.packet_id))
-            } else {
-                Packet::Publish(publish_of(m))
-            };
-            if let Err(e) = conn.send(&packet) {
-                tracing::warn!("cannot send PUBLISH: {e}");
-                break;
-            }
-            m.sent = true;
-            m.dup = true;
-            inflight += 1;
         }
     }
 
@@ -409,147 +397,28 @@ impl EventLoop {
         }
     }
 
-    fn publish(
-        &mut self,
-        m: Outgoing,
-        stored: oneshot::Sender<Result<(), ClientError>>,
-        done: oneshot::Sender<Result<(), ClientError>>,
-        conn: Option<&mut Conn>,
-    ) {
-        if m.qos == QoS::AtMostOnce {
-            let p = Publish {
-                dup: false,
-                qos: QoS::AtMostOnce,
-                retain: m.retain,
-                topic: m.topic,
-                packet_id: None,
-                payload: m.payload,
-                properties: m.properties,
-            };
-            let _ = stored.send(Ok(()));
-            self.qos0.push_back((p, done));
-            if let Some(c) = conn {
-                self.pump(c);
-            }
-            return;
-        }
-        let Some(packet_id) = self.session.alloc_pid() else {
-            self.backlog.push_back(Command::Publish {
-                message: Box::new(m),
-                stored,
-                done,
-            });
-            return;
-        };
-        let durability = m.durability.unwrap_or(self.opts.durability);
-        let msg = OutMsg {
-            message: StoredMessage {
-                topic: m.topic,
-                payload: m.payload,
-                qos: m.qos.as_u8(),
-                retain: m.retain,
-                properties: m.properties,
-                expires_at: None,
-                publisher: None,
-            },
-            packet_id,
-            durability,
-            stored: false,
-            released: false,
-            sent: false,
-            dup: false,
-            stored_tx: Some(stored),
-            done_tx: Some(done),
-        };
-        if let Some(now) = self.session.enqueue(msg) {
-            self.after(now, conn);
-        }
-    }
-
-    pub fn on_committed(&mut self, (after, r): Committed, conn: Option<&mut Conn>) {
-        match r {
-            Ok(()) => self.after(after, conn),
-            Err(e) => {
-                tracing::warn!("client store commit failed: {e}");
-                if let After::Stored(seq) = after {
-                    if let Some(mut m) = self.session.complete(seq) {
-                        if let Some(tx) = m.stored_tx.take() {
-                            let _ = tx.send(Err(e.into()));
-                        }
-                    }
-                }
-                self.check_idle();
-            }
-        }
-    }
-
-    /// Performs what waited for a commit (or needed none).
-    pub fn after(&mut self, after: After, conn: Option<&mut Conn>) {
-        match after {
-            After::Stored(seq) => {
-                if let Some(m) = self.session.out.get_mut(&seq) {
-                    m.stored = true;
-                    if let Some(tx) = m.stored_tx.take() {
-                        let _ = tx.send(Ok(()));
-                    }
-                }
-                if let Some(c) = conn {
-                    self.pump(c);
-                }
-            }
-            After::Released(seq) => {
-                if let Some(m) = self.session.out.get_mut(&seq) {
-                    m.released = true;
-                    if let (Some(c), true) = (conn, m.sent) {
-                        let _ = c.send(&Packet::PubRel(PubResp::new(m.packet_id)));
-                    }
-                }
-            }
-            After::PubRec(pid) => {
-                if let Some(c) = conn {
-                    let _ = c.send(&Packet::PubRec(PubResp::new(pid)));
-                }
-            }
-            After::PubComp(pid) => {
-                if let Some(c) = conn {
-                    let _ = c.send(&Packet::PubComp(PubResp::new(pid)));
-                }
-            }
-            After::Nothing => {}
-        }
-    }
-
-    /// Frees packet ids: publishes waiting for one go now.
-    pub fn drain_backlog(&mut self, conn: &mut Conn) {
-        while !self.backlog.is_empty() && self.session.by_pid.len() < 65535 {
-            if let Some(cmd) = self.backlog.pop_front() {
-                self.command(Some(cmd), Some(conn));
-            }
-        }
-    }
-
-    /// Wakes [`Command::Idle`] waiters once the session holds no message.
-    pub fn check_idle(&mut self) {
-        if self.session.out.is_empty() && self.backlog.is_empty() && self.qos0.is_empty() {
-            for w in self.idle_waiters.drain(..) {
-                let _ = w.send(());
-            }
-        }
-    }
-
     pub fn inbound_durability(&self) -> Durability {
         self.opts.durability
     }
 }
 
-pub(crate) fn publish_of(m: &OutMsg) -> Publish {
-    Publish {
-        dup: m.dup,
-        qos: QoS::from_u8(m.message.qos).unwrap_or(QoS::AtLeastOnce),
-        retain: m.message.retain,
-        topic: m.message.topic.clone(),
-        packet_id: Some(m.packet_id),
-        payload: m.message.payload.clone(),
-        properties: m.message.properties.clone(),
+async fn attempt(
+    host: String,
+    port: u16,
+    tls: Option<crate::TlsOptions>,
+    connect: Connect,
+) -> Result<(Conn, bool, Properties), ClientError> {
+    let mut conn = Conn::open(&host, port, tls.as_ref(), connect.protocol).await?;
+    conn.send(&Packet::Connect(connect))?;
+    conn.flush().await?;
+    match conn.read().await? {
+        Packet::ConnAck(ack) if ack.reason.is_error() => {
+            Err(ClientError::Refused(ClientError::reason(ack.reason)))
+        }
+        Packet::ConnAck(ack) => Ok((conn, ack.session_present, ack.properties)),
+        other => Err(ClientError::Protocol(format!(
+            "expected CONNACK, got {}",
+            other.name()
+        ))),
     }
 }

@@ -55,7 +55,7 @@ impl EventLoop {
                         .iter()
                         .zip(&granted)
                         .filter(|(_, g)| **g < 0x80)
-                        .map(|((f, o), _)| (f.clone(), o.qos))
+                        .map(|((f, o), _)| (f.clone(), *o))
                         .collect::<Vec<_>>();
                     if !filters.is_empty() {
                         self.active.push(Active { filters, sink });
@@ -75,10 +75,7 @@ impl EventLoop {
             }
             Packet::PingResp => {}
             Packet::Disconnect(d) => {
-                return Err(ClientError::Protocol(format!(
-                    "server sent DISCONNECT with reason {:#04x}",
-                    d.reason.0
-                )));
+                return Err(ClientError::ServerDisconnect(d.reason.0));
             }
             other => {
                 return Err(ClientError::Protocol(format!(

@@ -12,6 +12,8 @@
 //! not acknowledged are sent again with DUP and their packet ids, QoS 2 exchanges complete exactly
 //! once, messages published while offline go out in order.
 //!
+//! Transports: TCP, and TLS with the `tls` cargo feature ([`TlsOptions`]). See `docs/client.md`.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), holdfast_client::ClientError> {
 //! use holdfast_client::{Client, ClientOptions, Durability, Outgoing, QoS};
@@ -35,10 +37,11 @@ mod error;
 mod eventloop;
 mod inbound;
 mod options;
+mod outbound;
 mod session;
 
 pub use client::{Client, Delivery, Message, Outgoing, Subscription};
 pub use error::ClientError;
 pub use holdfast_core::Durability;
-pub use holdfast_proto::{Properties, ProtocolVersion, QoS};
-pub use options::{ClientOptions, LastWill};
+pub use holdfast_proto::{Properties, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions};
+pub use options::{ClientOptions, LastWill, TlsOptions};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use holdfast_core::Durability;
-use holdfast_proto::{ProtocolVersion, QoS};
+use holdfast_proto::{Properties, ProtocolVersion, QoS};
 
 /// A will message: published by the server when the connection ends without DISCONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +14,20 @@ pub struct LastWill {
     pub payload: Bytes,
     pub qos: QoS,
     pub retain: bool,
+    /// MQTT 5 will properties: Will Delay Interval, Message Expiry, content type, user properties...
+    pub properties: Properties,
+}
+
+/// MQTT over TLS (needs the `tls` feature). Certificates and keys are PEM files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// The CA certificates that sign the server's certificate (required: no system roots yet).
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate chain and its key, for servers that ask for one.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// The name the server certificate must carry (default: the host).
+    pub server_name: Option<String>,
 }
 
 /// Connection and session options. Build with [`ClientOptions::new`] and the `with_*` methods.
@@ -55,6 +69,8 @@ pub struct ClientOptions {
     pub reconnect_max: Duration,
     /// Give up a connection attempt (TCP + CONNACK) after this long.
     pub connect_timeout: Duration,
+    /// Connect over TLS.
+    pub tls: Option<TlsOptions>,
 }
 
 impl ClientOptions {
@@ -77,6 +93,7 @@ impl ClientOptions {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 
@@ -120,6 +137,12 @@ impl ClientOptions {
     pub fn with_persistence(mut self, dir: impl Into<PathBuf>, durability: Durability) -> Self {
         self.persist_dir = Some(dir.into());
         self.durability = durability;
+        self
+    }
+
+    /// Connect over TLS (the `tls` feature).
+    pub fn with_tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
         self
     }
 

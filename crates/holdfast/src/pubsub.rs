@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{ArgAction, Args};
-use holdfast_client::{Client, ClientOptions, Durability, Outgoing, QoS};
+use holdfast_client::{Client, ClientOptions, Durability, Outgoing, QoS, TlsOptions};
 
 /// Options shared by `pub` and `sub`.
 #[derive(Debug, Args)]
@@ -44,6 +44,18 @@ pub struct ConnArgs {
     /// Durability class of published messages and stored state: volatile, flush or sync.
     #[arg(long, default_value = "flush", value_parser = ["volatile", "flush", "sync"])]
     pub durability: String,
+    /// Connect over TLS, trusting the CA certificates in this PEM file.
+    #[arg(long)]
+    pub cafile: Option<PathBuf>,
+    /// Client certificate (PEM) for TLS, with --key.
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Client key (PEM) for TLS, with --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the host).
+    #[arg(long = "tls-server-name")]
+    pub tls_server_name: Option<String>,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -72,6 +84,16 @@ impl ConnArgs {
         }
         if let Some(u) = &self.username {
             o = o.with_credentials(u.clone(), self.password.clone().unwrap_or_default());
+        }
+        if let Some(ca) = &self.cafile {
+            o = o.with_tls(TlsOptions {
+                ca_file: Some(ca.clone()),
+                cert_file: self.cert.clone(),
+                key_file: self.key.clone(),
+                server_name: self.tls_server_name.clone(),
+            });
+        } else if self.cert.is_some() {
+            bail!("--cert needs --cafile (TLS)");
         }
         if let Some(dir) = &self.persist_dir {
             o = o.with_persistence(dir.clone(), durability);
