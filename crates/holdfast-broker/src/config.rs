@@ -386,6 +386,8 @@ pub struct DiscardRules {
     pub store_low_water: u64,
     /// Which offline sessions go first when the high-water mark is passed.
     pub victims: DiscardOrder,
+    /// Drop queued messages of offline sessions that none of their subscriptions matches any more.
+    pub unsubscribed_messages: bool,
 }
 
 /// Which offline sessions the store high-water rule discards first.

@@ -163,6 +163,7 @@ pub fn render(broker: &Broker) -> String {
         ("too_large", &c.dropped_too_large),
         ("qos0_offline", &c.dropped_qos0_offline),
         ("store_quota", &c.dropped_store_quota),
+        ("no_subscriber", &c.dropped_no_subscriber),
     ] {
         m.sample(
             "holdfast_messages_dropped_total",

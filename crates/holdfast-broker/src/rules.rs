@@ -32,14 +32,19 @@ pub struct Rules {
 impl Rules {
     /// `None` when no rule is configured.
     pub fn new(cfg: &DiscardRules) -> Option<Rules> {
-        (cfg.idle_after.is_some() || cfg.store_high_water > 0).then(|| Rules {
-            cfg: cfg.clone(),
-            quiet_until: 0,
-            next_idle_check: 0,
-        })
+        (cfg.idle_after.is_some() || cfg.store_high_water > 0 || cfg.unsubscribed_messages).then(
+            || Rules {
+                cfg: cfg.clone(),
+                quiet_until: 0,
+                next_idle_check: 0,
+            },
+        )
     }
 
     pub fn apply(&mut self, broker: &Broker, now: Millis) {
+        if self.cfg.unsubscribed_messages {
+            broker.drop_unsubscribed_messages();
+        }
         if let Some(idle) = self.cfg.idle_after.filter(|_| now >= self.next_idle_check) {
             let idle_ms = idle.as_millis() as Millis;
             // Listing every session costs a pass over the registry: look every tenth of the idle

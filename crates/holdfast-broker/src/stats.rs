@@ -13,6 +13,7 @@ pub struct Stats {
     pub dropped_too_large: AtomicU64,
     pub dropped_qos0_offline: AtomicU64,
     pub dropped_store_quota: AtomicU64,
+    pub dropped_no_subscriber: AtomicU64,
     pub connections_refused: AtomicU64,
     pub discarded_sessions_admin: AtomicU64,
     /// Sessions discarded by `[discard] idle_after`.
@@ -48,6 +49,7 @@ impl Stats {
             DropReason::TooLargeForClient => &self.dropped_too_large,
             DropReason::Qos0Offline => &self.dropped_qos0_offline,
             DropReason::StoreQuota => &self.dropped_store_quota,
+            DropReason::NoSubscriber => &self.dropped_no_subscriber,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

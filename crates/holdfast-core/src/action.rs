@@ -68,4 +68,6 @@ pub enum DropReason {
     Qos0Offline,
     /// Discarded to bring the store back under its quota (`storage.quota_policy = "discard-oldest"`).
     StoreQuota,
+    /// Queued for a subscription the session no longer has (`discard.unsubscribed_messages`).
+    NoSubscriber,
 }

@@ -129,3 +129,64 @@ fn discard_oldest_makes_room() {
     assert!(!got.contains(&1), "the oldest message was discarded");
     assert!(got.contains(&401), "the newest message is kept");
 }
+
+fn ack_publish(c: &mut RawConn, p: &support::raw::RawPacket) -> String {
+    let topic_len = u16::from_be_bytes([p.body[0], p.body[1]]) as usize;
+    let topic = String::from_utf8_lossy(&p.body[2..2 + topic_len]).into_owned();
+    c.send(&packet(0x40, &p.body[2 + topic_len..4 + topic_len]));
+    topic
+}
+
+#[test] // discard.unsubscribed_messages: what an offline session no longer subscribes to is dropped
+fn unsubscribed_messages_rule() {
+    if holdfast_only("discard.unsubscribed_messages") {
+        return;
+    }
+    let broker =
+        Broker::start_with("[limits]\nmax_inflight = 1\n[discard]\nunsubscribed_messages = true\n");
+    let session = |c: &mut RawConn| {
+        c.handshake(&Connect {
+            clean: false,
+            properties: vec![0x11, 0, 0, 1, 0x2C],
+            ..Connect::v5("unsub")
+        })
+    };
+    let mut c = RawConn::open(broker.addr());
+    session(&mut c);
+    for (i, f) in [b"a/#", b"b/#"].iter().enumerate() {
+        c.send(&subscribe(0x82, i as u16 + 1, *f, 1, true));
+        assert_eq!(c.expect_packet("SUBACK").first, 0x90);
+    }
+    c.send(&packet(0xE0, &[0, 0]));
+    let mut p = RawConn::open(broker.addr());
+    p.handshake(&Connect::v5("unsub-pub"));
+    for (i, t) in [b"a/1", b"a/2", b"b/1"].iter().enumerate() {
+        p.send(&publish(*t, 1, false, i as u16 + 1, b"m", Some(&[])));
+        assert_eq!(p.expect_packet("PUBACK").first, 0x40);
+    }
+    // Back online: a/1 goes in flight (window 1), the rest stays queued; unsubscribe a/#, leave.
+    let mut c = RawConn::open(broker.addr());
+    session(&mut c);
+    let first = c.expect_packet("PUBLISH");
+    assert_eq!(first.first >> 4, 3);
+    let mut unsub = vec![0, 9, 0];
+    unsub.extend(lp(b"a/#"));
+    c.send(&packet(0xA2, &unsub));
+    assert_eq!(c.expect_packet("UNSUBACK").first, 0xB0);
+    c.send(&packet(0xE0, &[0, 0]));
+    std::thread::sleep(Duration::from_millis(1600)); // the rules run every second
+    let mut c = RawConn::open(broker.addr());
+    session(&mut c);
+    let mut topics = Vec::new();
+    while let ReadResult::Packet(p) = c.read(Duration::from_millis(600)) {
+        if p.first >> 4 == 3 {
+            topics.push(ack_publish(&mut c, &p));
+        }
+    }
+    assert_eq!(
+        topics,
+        ["a/1", "b/1"],
+        "the in-flight a/1 is resent, the queued a/2 is gone"
+    );
+    assert!(broker.log().contains("queued messages discarded"));
+}

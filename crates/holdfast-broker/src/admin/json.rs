@@ -94,6 +94,7 @@ pub fn stats(broker: &Broker) -> Value {
             "too_large": n(&c.dropped_too_large),
             "qos0_offline": n(&c.dropped_qos0_offline),
             "store_quota": n(&c.dropped_store_quota),
+            "no_subscriber": n(&c.dropped_no_subscriber),
         },
         "discarded_sessions": {
             "admin": n(&c.discarded_sessions_admin),

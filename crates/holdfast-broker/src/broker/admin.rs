@@ -128,6 +128,32 @@ impl Broker {
         discarded
     }
 
+    /// Drop, in every offline session, queued messages none of its subscriptions matches any more
+    /// (`discard.unsubscribed_messages`); returns how many went.
+    pub fn drop_unsubscribed_messages(&self) -> usize {
+        let now = now_millis();
+        let mut total = 0;
+        for slot in self.slots() {
+            if slot.online.load(Ordering::Acquire) {
+                continue;
+            }
+            let mut n = 0;
+            let later = self.run(&slot, &[], |s, out| n = s.drop_unmatched_queued(out));
+            self.perform_unlocked(&slot, later, now);
+            if n > 0 {
+                let client_id = slot.inner.lock().session.client_id().clone();
+                tracing::warn!(
+                    client_id = &*client_id,
+                    messages = n,
+                    reason = "no matching subscription (discard.unsubscribed_messages)",
+                    "queued messages discarded"
+                );
+            }
+            total += n;
+        }
+        total
+    }
+
     /// A ticket that completes when everything committed before it is fsync'd.
     pub fn barrier(&self) -> Arc<Ticket> {
         let ticket = Ticket::new();

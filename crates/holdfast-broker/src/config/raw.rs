@@ -535,6 +535,7 @@ struct RawDiscard {
     store_high_water: Option<ByteSize>,
     store_low_water: Option<Spanned<ByteSize>>,
     victims: Option<DiscardOrder>,
+    unsubscribed_messages: Option<bool>,
 }
 
 impl RawDiscard {
@@ -569,6 +570,7 @@ impl RawDiscard {
             rules.store_low_water = rules.store_high_water / 10 * 8;
         }
         set(&mut rules.victims, self.victims);
+        set(&mut rules.unsubscribed_messages, self.unsubscribed_messages);
         Ok(rules)
     }
 }

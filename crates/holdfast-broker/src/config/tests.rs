@@ -742,7 +742,7 @@ fn admin_and_discard_sections() {
     let config = parse(
         "[admin]\nbind = \"0.0.0.0:8080\"\ntoken = \"t0ken\"\nsys_interval = \"30s\"\n\
          [discard]\nidle_after = \"7d\"\nstore_high_water = \"1GiB\"\nstore_low_water = \"512MiB\"\n\
-         victims = \"oldest\"\n",
+         victims = \"oldest\"\n unsubscribed_messages = true\n",
     )
     .unwrap();
     assert_eq!(
@@ -760,6 +760,7 @@ fn admin_and_discard_sections() {
             store_high_water: 1 << 30,
             store_low_water: 512 << 20,
             victims: DiscardOrder::Oldest,
+            unsubscribed_messages: true,
         }
     );
     let config =

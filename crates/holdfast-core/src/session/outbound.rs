@@ -195,6 +195,37 @@ impl Session {
         freed
     }
 
+    /// Drop queued messages that no subscription of the session matches any more (it unsubscribed
+    /// after they were queued): they can no longer be delivered as the client now wants. Returns
+    /// how many went.
+    pub fn drop_unmatched_queued(&mut self, out: &mut Vec<Action>) -> usize {
+        let subscribed =
+            |topic: &str, subs: &std::collections::HashMap<String, super::Subscription>| {
+                subs.keys()
+                    .any(|f| holdfast_proto::topic::matches(super::persist::plain_filter(f), topic))
+            };
+        if self
+            .queue
+            .iter()
+            .all(|d| subscribed(&d.msg.topic, &self.subscriptions))
+        {
+            return 0;
+        }
+        let subs = std::mem::take(&mut self.subscriptions);
+        let (gone, kept): (Vec<Delivery>, Vec<Delivery>) = self
+            .queue
+            .drain(..)
+            .partition(|d| !subscribed(&d.msg.topic, &subs));
+        self.subscriptions = subs;
+        self.queue = kept.into();
+        for d in &gone {
+            self.queued_bytes -= d.msg.size();
+            out.push(Action::Dropped(DropReason::NoSubscriber));
+            self.persist_entry_gone(d, out);
+        }
+        gone.len()
+    }
+
     pub(super) fn drop_expired_queued(&mut self, now: Millis, out: &mut Vec<Action>) {
         if !self.queue.iter().any(|d| d.msg.is_expired(now)) {
             return;

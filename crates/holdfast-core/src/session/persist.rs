@@ -313,7 +313,7 @@ impl Session {
 }
 
 /// The topic filter of a possibly shared (`$share/group/...`) subscription.
-pub(super) fn plain_filter(filter: &str) -> &str {
+pub(crate) fn plain_filter(filter: &str) -> &str {
     match holdfast_proto::topic::parse_shared(filter) {
         Some(Ok((_, inner))) => inner,
         _ => filter,

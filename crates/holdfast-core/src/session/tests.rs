@@ -943,3 +943,40 @@ fn will_published_at_session_end_before_delay() {
     assert!(will_published(&out));
     assert!(s.has_ended());
 }
+
+#[test] // discard.unsubscribed_messages: queued messages no subscription matches any more are dropped
+fn unmatched_queued_messages_dropped() {
+    let mut s = session(CoreConfig::default());
+    attach(&mut s, persistent_connect(60), false, T0);
+    let mut out = Vec::new();
+    s.handle_packet(
+        subscribe("a/#", QoS::AtLeastOnce, RetainHandling::DoNotSend, None),
+        T0,
+        &mut out,
+    );
+    s.handle_packet(
+        subscribe("b/#", QoS::AtLeastOnce, RetainHandling::DoNotSend, None),
+        T0,
+        &mut out,
+    );
+    s.detach(s.generation(), T0, &mut out);
+    for t in ["a/1", "b/1", "a/2"] {
+        s.deliver(
+            delivery(&msg(t, QoS::AtLeastOnce), QoS::AtLeastOnce),
+            T0,
+            &mut out,
+        );
+    }
+    assert_eq!(s.drop_unmatched_queued(&mut out), 0);
+    s.subscriptions.remove("a/#");
+    out.clear();
+    assert_eq!(s.drop_unmatched_queued(&mut out), 2);
+    let left: Vec<_> = s.queued().map(|d| d.msg.topic.to_string()).collect();
+    assert_eq!(left, ["b/1"]);
+    assert_eq!(
+        out.iter()
+            .filter(|a| **a == Action::Dropped(DropReason::NoSubscriber))
+            .count(),
+        2
+    );
+}
