@@ -43,16 +43,58 @@ where
     run(broker, stream, peer, ctx).instrument(span).await
 }
 
-async fn run<S>(broker: Arc<Broker>, mut stream: S, peer: SocketAddr, ctx: ConnContext)
+/// Everything a settled connection needs for its life.
+struct Established<S> {
+    conn: Connection<S>,
+    slot: Arc<crate::broker::Slot>,
+    generation: u64,
+    rx: UnboundedReceiver<Outbound>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    closing: Arc<std::sync::atomic::AtomicBool>,
+    keep_alive: Option<Duration>,
+    /// Holds the connection's place in its address's count.
+    _ctx: ConnContext,
+}
+
+async fn run<S>(broker: Arc<Broker>, stream: S, peer: SocketAddr, ctx: ConnContext)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    // The CONNECT exchange runs in its own (boxed) future: what it needs is then freed once the
+    // connection settles, instead of staying part of every idle connection's task.
+    let Some(mut e) = Box::pin(establish(&broker, stream, peer, ctx)).await else {
+        return;
+    };
+    let end = e
+        .conn
+        .pump(&broker, &e.slot, e.rx, &e.pending, &e.closing, e.keep_alive)
+        .await;
+    debug!(?end, "disconnected");
+    broker.close_session(&e.slot, e.generation, now_millis());
+    let _ = e.conn.stream.shutdown().await;
+    if !matches!(end, End::ClosedByPeer | End::Io) {
+        Box::pin(linger(&mut e.conn.stream)).await;
+    }
+}
+
+async fn establish<S>(
+    broker: &Arc<Broker>,
+    mut stream: S,
+    peer: SocketAddr,
+    ctx: ConnContext,
+) -> Option<Established<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let max_packet = broker.cfg.max_packet_size as usize;
-    let mut rbuf = BytesMut::with_capacity(4096);
+    // Small at first: most connections are idle most of the time; reads grow it as needed.
+    let mut rbuf = BytesMut::with_capacity(512);
     let connect_timeout = ctx.security.limits().connect_timeout;
     let connect = match timeout(
         connect_timeout,
-        read_connect(&mut stream, &mut rbuf, max_packet),
+        // Boxed, like the other steps before the connection settles: their futures would otherwise
+        // be part of the task for its whole life (see also the listener).
+        Box::pin(read_connect(&mut stream, &mut rbuf, max_packet)),
     )
     .await
     {
@@ -61,15 +103,15 @@ where
             // [MQTT-3.1.2-2] answer an unsupported protocol level with return code 0x01, then close.
             debug!(why, "unsupported protocol");
             let _ = stream.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
-            return;
+            return None;
         }
         Ok(Err(e)) => {
             debug!(error = %e, "closing before CONNECT completed");
-            return;
+            return None;
         }
         Err(_) => {
             debug!("no CONNECT within {connect_timeout:?}");
-            return;
+            return None;
         }
     };
     let version = connect.protocol;
@@ -86,19 +128,23 @@ where
         } else {
             ReasonCode::SERVER_UNAVAILABLE
         };
-        write_packets(&mut stream, version, [refuse(reason)]).await;
-        return;
+        Box::pin(write_packets(&mut stream, version, [refuse(reason)])).await;
+        return None;
     }
     let credentials = (connect.username.clone(), connect.password.clone());
     let checked = validate_connect(connect, &broker.cfg, || broker.new_client_id());
     let checked = match (checked, ctx.ip_refusal) {
         (Ok(_), Some(reason)) if version.is_v5() => Err(reason),
         (Ok(_), Some(_)) => Err(ReasonCode::SERVER_UNAVAILABLE),
-        (Ok(mut p), None) => {
-            crate::auth::check_connect(&ctx, &broker, peer.ip(), credentials, &mut p)
-                .await
-                .map(|()| p)
-        }
+        (Ok(mut p), None) => Box::pin(crate::auth::check_connect(
+            &ctx,
+            broker,
+            peer.ip(),
+            credentials,
+            &mut p,
+        ))
+        .await
+        .map(|()| p),
         (Err(reason), _) => Err(reason),
     };
     let params = match checked {
@@ -109,8 +155,8 @@ where
                 .connections_refused
                 .fetch_add(1, Ordering::Relaxed);
             info!(%reason, "connection refused");
-            write_packets(&mut stream, version, [refuse(reason)]).await;
-            return;
+            Box::pin(write_packets(&mut stream, version, [refuse(reason)])).await;
+            return None;
         }
     };
     tracing::Span::current().record("client_id", &*params.client_id);
@@ -123,10 +169,10 @@ where
     let (handle, rx, pending) = ConnHandle::new();
     let closing = handle.closing();
     let (slot, generation) = broker.open_session(params, handle, now_millis());
-    let mut conn = Connection {
+    let conn = Connection {
         stream,
         rbuf,
-        wbuf: BytesMut::with_capacity(8192),
+        wbuf: BytesMut::new(),
         version,
         max_packet,
         gate_failed: None,
@@ -134,15 +180,16 @@ where
         close_after_write: false,
         publish_rate: PublishRate::new(ctx.security.limits().max_publish_rate),
     };
-    let end = conn
-        .pump(&broker, &slot, rx, &pending, &closing, keep_alive)
-        .await;
-    debug!(?end, "disconnected");
-    broker.close_session(&slot, generation, now_millis());
-    let _ = conn.stream.shutdown().await;
-    if !matches!(end, End::ClosedByPeer | End::Io) {
-        linger(&mut conn.stream).await;
-    }
+    Some(Established {
+        conn,
+        slot,
+        generation,
+        rx,
+        pending,
+        closing,
+        keep_alive,
+        _ctx: ctx,
+    })
 }
 
 /// After the server closed its side, read and discard what the client still sends, briefly: closing
@@ -232,7 +279,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                             }
                             Outbound::Packet(p) => {
                                 self.after_wait = false;
-                                if let Some(p) = self.gated(p) {
+                                if let Some(p) = self.gated(*p) {
                                     self.encode(&p);
                                 }
                             }

@@ -126,28 +126,45 @@ async fn handshake(a: Accept, stream: TcpStream, peer: SocketAddr) {
         ip_guard,
         ip_refusal,
     };
+    // Each transport's connection future is boxed: the task otherwise reserves room for the largest
+    // of them (WebSocket over TLS) even for a plain TCP connection, which idle connections pay for.
     match (&a.tls, a.protocol.is_websocket()) {
         (None, false) => {
-            connection::serve_connection(a.broker.clone(), stream, peer, ctx(None)).await
+            Box::pin(connection::serve_connection(
+                a.broker.clone(),
+                stream,
+                peer,
+                ctx(None),
+            ))
+            .await
         }
         (None, true) => {
-            if let Some(ws) = upgrade(&a, stream, peer, limit).await {
-                connection::serve_connection(a.broker.clone(), ws, peer, ctx(None)).await
+            if let Some(ws) = Box::pin(upgrade(&a, stream, peer, limit)).await {
+                Box::pin(connection::serve_connection(
+                    a.broker.clone(),
+                    ws,
+                    peer,
+                    ctx(None),
+                ))
+                .await
             }
         }
         (Some(cell), websocket) => {
-            let tls = match timeout(limit, cell.acceptor().accept(stream)).await {
+            let tls = match timeout(limit, Box::pin(cell.acceptor().accept(stream))).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return failed(&a, peer, "TLS handshake failed", &e),
                 Err(_) => return failed(&a, peer, "TLS handshake timed out", &"timeout"),
             };
             let identity = tls::cert_identity(tls.get_ref().1.peer_certificates());
             if websocket {
-                if let Some(ws) = upgrade(&a, tls, peer, limit).await {
-                    connection::serve_connection(a.broker.clone(), ws, peer, ctx(identity)).await
+                if let Some(ws) = Box::pin(upgrade(&a, tls, peer, limit)).await {
+                    let conn =
+                        connection::serve_connection(a.broker.clone(), ws, peer, ctx(identity));
+                    Box::pin(conn).await
                 }
             } else {
-                connection::serve_connection(a.broker.clone(), tls, peer, ctx(identity)).await
+                let conn = connection::serve_connection(a.broker.clone(), tls, peer, ctx(identity));
+                Box::pin(conn).await
             }
         }
     }
