@@ -201,71 +201,25 @@ impl StorageConfig {
     /// The durability class of a message published to `topic`: that of the first rule with a
     /// matching filter, else the default.
     pub fn durability_for(&self, topic: &str) -> Durability {
-        Durability::from_core(self.durability_rules().for_topic(topic))
+        self.durability_rules().for_topic(topic)
     }
 
     /// The rules as the broker logic applies them: one entry per filter, in file order.
     pub fn durability_rules(&self) -> holdfast_core::durability::DurabilityRules {
         holdfast_core::durability::DurabilityRules {
-            default: self.durability.into(),
+            default: self.durability,
             rules: self
                 .rules
                 .iter()
-                .flat_map(|r| r.topics.iter().map(|t| (t.clone(), r.durability.into())))
+                .flat_map(|r| r.topics.iter().map(|t| (t.clone(), r.durability)))
                 .collect(),
         }
     }
 }
 
-impl From<Durability> for holdfast_core::Durability {
-    fn from(d: Durability) -> Self {
-        match d {
-            Durability::Volatile => holdfast_core::Durability::Volatile,
-            Durability::Flush => holdfast_core::Durability::Flush,
-            Durability::Sync => holdfast_core::Durability::Sync,
-        }
-    }
-}
-
-impl Durability {
-    fn from_core(d: holdfast_core::Durability) -> Durability {
-        match d {
-            holdfast_core::Durability::Volatile => Durability::Volatile,
-            holdfast_core::Durability::Flush => Durability::Flush,
-            holdfast_core::Durability::Sync => Durability::Sync,
-        }
-    }
-}
-
-/// How safely a message or state change is stored (see DESIGN.md, "Durability classes").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// Memory only: lost when the process ends.
-    Volatile,
-    /// Written to the OS at once, fsync'd every `flush_interval`: survives a process crash.
-    #[default]
-    Flush,
-    /// fsync'd before it is acknowledged or forwarded: survives power loss.
-    Sync,
-}
-
-impl Durability {
-    /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Durability::Volatile => "volatile",
-            Durability::Flush => "flush",
-            Durability::Sync => "sync",
-        }
-    }
-}
-
-impl std::fmt::Display for Durability {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// How safely a message or state change is stored (see DESIGN.md, "Durability classes"); in the
+/// config file `"volatile"`, `"flush"` or `"sync"`.
+pub use holdfast_core::Durability;
 
 /// One `[[storage.rule]]`: messages whose topic matches any of `topics` get `durability`.
 #[derive(Debug, Clone, PartialEq, Eq)]

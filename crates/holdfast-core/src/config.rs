@@ -2,6 +2,11 @@ use holdfast_proto::QoS;
 
 /// How safely a change is stored (DESIGN.md, "Durability classes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Durability {
     /// Memory only: lost when the process ends.
     Volatile,
@@ -20,6 +25,12 @@ impl Durability {
             Durability::Flush => "flush",
             Durability::Sync => "sync",
         }
+    }
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
