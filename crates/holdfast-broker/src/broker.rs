@@ -292,16 +292,6 @@ impl Broker {
         gates: &[Arc<Ticket>],
         f: impl FnOnce(&mut Session, &mut Vec<Action>),
     ) -> Vec<Action> {
-        self.run_committed(slot, gates, f).0
-    }
-
-    /// [`Broker::run`], also returning the ticket of the store batch the call made, if any.
-    fn run_committed(
-        &self,
-        slot: &Arc<Slot>,
-        gates: &[Arc<Ticket>],
-        f: impl FnOnce(&mut Session, &mut Vec<Action>),
-    ) -> (Vec<Action>, Option<Arc<Ticket>>) {
         let mut later = Vec::new();
         let mut inner = slot.inner.lock();
         let mut out = Vec::new();
@@ -315,9 +305,8 @@ impl Broker {
             }
         }
         self.perform_locked(&mut inner, slot, out, &mut later, &mut batch);
-        let ticket = batch.ticket.clone();
         self.commit(batch);
-        (later, ticket)
+        later
     }
 
     /// Hand a batch to the store; its ticket completes when the store is done with it.

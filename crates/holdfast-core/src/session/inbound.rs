@@ -10,7 +10,7 @@ use holdfast_proto::{
 
 use super::{Session, Stage, Subscription};
 use crate::action::PendingAck;
-use crate::{Action, Durability, Message, Millis};
+use crate::{Action, Message, Millis};
 
 impl Session {
     /// Handle one packet received on the attached connection.
@@ -134,7 +134,7 @@ impl Session {
             PendingAck::PubRec(id) => {
                 if reason.is_error() && self.inbound_qos2.remove(&id) {
                     // An error PUBREC ends the exchange [MQTT-4.3.3-?].
-                    self.persist_inbound_qos2(id, Durability::Flush, false, out);
+                    self.persist_inbound_qos2_gone(id, out);
                 }
                 out.push(Action::Send(Packet::PubRec(PubResp::with_reason(
                     id, reason,
@@ -223,7 +223,7 @@ impl Session {
         // Releasing an unknown id still gets a PUBCOMP so the client can finish [MQTT-4.3.3-?]; v5 says why.
         let known = self.inbound_qos2.remove(&r.packet_id);
         if known {
-            self.persist_inbound_qos2(r.packet_id, Durability::Flush, false, out);
+            self.persist_inbound_qos2_gone(r.packet_id, out);
         }
         let reason = if known || !self.protocol.is_v5() {
             ReasonCode::SUCCESS

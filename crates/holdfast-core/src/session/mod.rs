@@ -114,6 +114,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(client_id: ClientId, protocol: ProtocolVersion, cfg: Arc<CoreConfig>) -> Session {
+        let durability = cfg.durability.default;
         Session {
             client_id,
             protocol,
@@ -132,17 +133,11 @@ impl Session {
             connected_at: None,
             generation: 0,
             ended: false,
-            durability: Durability::Volatile,
+            durability,
             persisted: false,
             next_seq: 1,
             username: None,
         }
-        .with_default_class()
-    }
-
-    fn with_default_class(mut self) -> Session {
-        self.durability = self.cfg.durability.default;
-        self
     }
 
     /// The durability class of this session's records.

@@ -262,7 +262,7 @@ impl Session {
                 .subscription_identifiers
                 .clone_from(&d.subscription_ids);
         }
-        let mut publish = Publish {
+        let publish = Publish {
             dup,
             qos: d.qos,
             retain: d.retain,
@@ -274,17 +274,17 @@ impl Session {
         let Some(conn) = self.conn.as_mut() else {
             return false;
         };
-        if let Some(max) = conn.max_packet_size {
-            let packet = Packet::Publish(publish);
-            if encoded_len(&packet, self.protocol) > max as usize {
-                out.push(Action::Dropped(DropReason::TooLargeForClient));
-                return false;
-            }
-            let Packet::Publish(p) = packet else {
-                unreachable!()
-            };
-            publish = p;
+        let mut packet = Packet::Publish(publish);
+        if conn
+            .max_packet_size
+            .is_some_and(|max| encoded_len(&packet, self.protocol) > max as usize)
+        {
+            out.push(Action::Dropped(DropReason::TooLargeForClient));
+            return false;
         }
+        let Packet::Publish(publish) = &mut packet else {
+            return false;
+        };
         if v5 && conn.alias_max_out > 0 {
             // Aliases are handed out first come, first served, up to the client's maximum; a topic
             // already aliased is sent with an empty name [MQTT-3.3.2-?].
@@ -297,7 +297,7 @@ impl Session {
                 publish.properties.topic_alias = Some(alias);
             }
         }
-        out.push(Action::Send(Packet::Publish(publish)));
+        out.push(Action::Send(packet));
         true
     }
 }

@@ -279,35 +279,14 @@ impl Session {
         })
     }
 
-    pub(super) fn persist_inbound_qos2(
-        &self,
-        packet_id: u16,
-        class: Durability,
-        added: bool,
-        out: &mut Vec<Action>,
-    ) {
-        if !self.persisted {
-            return;
-        }
-        let client_id = self.client_id.to_string();
-        if added {
-            push(
-                Op::PutInboundQos2 {
-                    client_id,
-                    packet_id,
-                },
-                class,
-                out,
-            );
-        } else {
-            push(
-                Op::DeleteInboundQos2 {
-                    client_id,
-                    packet_id,
-                },
-                self.record_class().min(Durability::Flush),
-                out,
-            );
+    /// The exchange of an inbound QoS 2 packet id is over (PUBREL, or an error PUBREC).
+    pub(super) fn persist_inbound_qos2_gone(&self, packet_id: u16, out: &mut Vec<Action>) {
+        if self.persisted {
+            let op = Op::DeleteInboundQos2 {
+                client_id: self.client_id.to_string(),
+                packet_id,
+            };
+            push(op, self.record_class().min(Durability::Flush), out);
         }
     }
 }
