@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::eventloop::{Command, EventLoop};
 use crate::session::Session;
+use crate::transport::Transport;
 use crate::{ClientError, ClientOptions};
 
 /// A message received on a [`Subscription`].
@@ -94,9 +95,14 @@ impl Future for Delivery {
 }
 
 /// The messages matching the filters of one [`Client::subscribe`] call, in order of arrival.
+///
+/// It holds at most [`ClientOptions::subscription_capacity`] messages the application has not
+/// taken yet; while it is full the client acknowledges no new message, so the server holds them
+/// (see `docs/client.md`, back-pressure). Dropping it drops its messages; the subscription stays
+/// on the server until [`Client::unsubscribe`].
 #[derive(Debug)]
 pub struct Subscription {
-    rx: mpsc::UnboundedReceiver<Message>,
+    rx: mpsc::Receiver<Message>,
     granted: Vec<u8>,
 }
 
@@ -128,6 +134,7 @@ impl Subscription {
 #[derive(Debug, Clone)]
 pub struct Client {
     tx: mpsc::UnboundedSender<Command>,
+    subscription_capacity: usize,
 }
 
 impl Client {
@@ -151,6 +158,8 @@ impl Client {
         opts: ClientOptions,
         ready: Option<oneshot::Sender<Result<bool, ClientError>>>,
     ) -> Result<Client, ClientError> {
+        let transport = Transport::new(&opts)?;
+        let mut lock = None;
         let store: Option<Arc<dyn Store>> = match &opts.persist_dir {
             Some(dir) => {
                 if opts.client_id.is_empty() {
@@ -158,8 +167,13 @@ impl Client {
                         "a persistence directory needs a client id".into(),
                     ));
                 }
-                std::fs::create_dir_all(dir)?;
-                let (store, report) = LogStore::open(dir, LogOptions::default())?;
+                let store_err = |e: &dyn std::fmt::Display| {
+                    ClientError::Store(format!("persistence directory {}: {e}", dir.display()))
+                };
+                std::fs::create_dir_all(dir).map_err(|e| store_err(&e))?;
+                lock = Some(lock_dir(dir)?);
+                let (store, report) =
+                    LogStore::open(dir, LogOptions::default()).map_err(|e| store_err(&e))?;
                 tracing::debug!(dir = %dir.display(), "client store opened: {report}");
                 Some(Arc::new(store))
             }
@@ -173,9 +187,13 @@ impl Client {
         let (committed_tx, committed_rx) = mpsc::unbounded_channel();
         let session = Session::load(&opts.client_id, store, record, committed_tx);
         let (tx, rx) = mpsc::unbounded_channel();
-        let ev = EventLoop::new(opts, session, rx, committed_rx, ready);
+        let subscription_capacity = opts.subscription_capacity.max(1);
+        let ev = EventLoop::new(opts, transport, lock, session, rx, committed_rx, ready);
         tokio::spawn(ev.run());
-        Ok(Client { tx })
+        Ok(Client {
+            tx,
+            subscription_capacity,
+        })
     }
 
     fn send(&self, cmd: Command) -> Result<(), ClientError> {
@@ -246,14 +264,56 @@ impl Client {
         &self,
         filters: Vec<(String, SubscriptionOptions)>,
     ) -> Result<Subscription, ClientError> {
+        self.subscribe_request(filters, None).await
+    }
+
+    /// Like [`Client::subscribe_with`], with an MQTT 5 Subscription Identifier (1 to
+    /// 268,435,455). Messages the server sends for this subscription carry the id in
+    /// `properties.subscription_identifiers`, and the client routes by it: a message that
+    /// carries ids goes to the subscriptions with those ids, not to every one whose filter
+    /// matches (overlapping subscriptions then get each message once). Needs MQTT 5 and a server
+    /// that has Subscription Identifiers available.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: holdfast_client::Client) -> Result<(), holdfast_client::ClientError> {
+    /// use holdfast_client::{QoS, SubscriptionOptions};
+    /// let o = SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() };
+    /// let mut alarms = client.subscribe_with_id(vec![("alarms/#".into(), o)], 7).await?;
+    /// let m = alarms.recv().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe_with_id(
+        &self,
+        filters: Vec<(String, SubscriptionOptions)>,
+        id: u32,
+    ) -> Result<Subscription, ClientError> {
+        if !(1..=268_435_455).contains(&id) {
+            return Err(ClientError::Invalid(format!(
+                "subscription identifier {id}: must be 1 to 268,435,455"
+            )));
+        }
+        self.subscribe_request(filters, Some(id)).await
+    }
+
+    async fn subscribe_request(
+        &self,
+        filters: Vec<(String, SubscriptionOptions)>,
+        id: Option<u32>,
+    ) -> Result<Subscription, ClientError> {
+        if filters.is_empty() {
+            return Err(ClientError::Invalid(
+                "SUBSCRIBE needs at least one filter".into(),
+            ));
+        }
         for (f, _) in &filters {
             holdfast_proto::topic::validate_topic_filter(f)
                 .map_err(|why| ClientError::Invalid(format!("filter {f:?}: {why}")))?;
         }
-        let (sink, rx) = mpsc::unbounded_channel();
+        let (sink, rx) = mpsc::channel(self.subscription_capacity);
         let (reply, reply_rx) = oneshot::channel();
         self.send(Command::Subscribe {
             filters,
+            id,
             sink,
             reply,
         })?;
@@ -291,5 +351,22 @@ impl Client {
         self.send(Command::Disconnect { reply })?;
         let _ = rx.await;
         Ok(())
+    }
+}
+
+/// Locks `dir` for this process: its `LOCK` file, held locked (flock) until the client ends, as
+/// the broker does with its data directory, so two processes never write one log. The lock goes
+/// with the process, also on `kill -9`.
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, ClientError> {
+    let path = dir.join("LOCK");
+    let file = std::fs::File::create(&path)
+        .map_err(|e| ClientError::Store(format!("{}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ClientError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(ClientError::Store(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
     }
 }

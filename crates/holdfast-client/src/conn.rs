@@ -1,15 +1,16 @@
-//! One connection (TCP, or TLS with the `tls` feature), framed with the holdfast-proto codec.
+//! One connection over a [`Transport`] stream, framed with the holdfast-proto codec.
+
+use std::time::Duration;
 
 use bytes::BytesMut;
-use holdfast_proto::{decode_packet, encode_packet, Packet, ProtocolVersion, MAX_PACKET_SIZE};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
+use holdfast_proto::{
+    decode_packet, encode_packet, Disconnect, Packet, ProtocolVersion, ReasonCode, MAX_PACKET_SIZE,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
-use crate::{ClientError, TlsOptions};
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+use crate::transport::{Io, Transport};
+use crate::ClientError;
 
 /// Reading and writing go on at the same time ([`Conn::step`]), so a peer that writes while it
 /// waits for us to read never deadlocks with us.
@@ -23,26 +24,22 @@ pub(crate) struct Conn {
     needs_flush: bool,
     /// When something was last written: keep alive counts from there.
     pub last_write: Instant,
+    /// Why the server's bytes could not be decoded: the reason code of our DISCONNECT.
+    pub violation: Option<ReasonCode>,
 }
 
 impl Conn {
     pub async fn open(
-        host: &str,
-        port: u16,
-        tls: Option<&TlsOptions>,
+        transport: &Transport,
         version: ProtocolVersion,
     ) -> Result<Conn, ClientError> {
-        let tcp = TcpStream::connect((host, port)).await?;
-        tcp.set_nodelay(true)?;
-        let stream: Box<dyn Io> = match tls {
-            None => Box::new(tcp),
-            Some(t) => tls_stream(host, t, tcp).await?,
-        };
+        let stream = transport.open().await?;
         let (reader, writer) = tokio::io::split(stream);
         Ok(Conn {
             reader,
             writer,
             needs_flush: false,
+            violation: None,
             version,
             rbuf: BytesMut::with_capacity(8192),
             wbuf: BytesMut::with_capacity(8192),
@@ -69,19 +66,30 @@ impl Conn {
     /// The next packet, waiting for it.
     pub async fn read(&mut self) -> Result<Packet, ClientError> {
         loop {
-            if let Some(p) = self.step().await? {
+            if let Some(p) = self.step(true).await? {
                 return Ok(p);
             }
         }
     }
 
-    /// Reads and writes at once until a packet is complete (`Some`) or some bytes went out
-    /// (`None`). Cancel-safe: bytes read stay in the buffer, bytes not written stay queued.
-    pub async fn step(&mut self) -> Result<Option<Packet>, ClientError> {
-        if let Some(p) = self.decode()? {
-            return Ok(Some(p));
+    /// Bytes are waiting to be written or flushed.
+    pub fn writing(&self) -> bool {
+        !self.wbuf.is_empty() || self.needs_flush
+    }
+
+    /// Reads (if `reading`) and writes at once until a packet is complete (`Some`) or some bytes
+    /// went out (`None`). Cancel-safe: bytes read stay in the buffer, bytes not written stay
+    /// queued. Not reading and nothing to write: pending forever.
+    pub async fn step(&mut self, reading: bool) -> Result<Option<Packet>, ClientError> {
+        if reading {
+            if let Some(p) = self.decode()? {
+                return Ok(Some(p));
+            }
         }
-        let writing = !self.wbuf.is_empty() || self.needs_flush;
+        let writing = self.writing();
+        if !reading && !writing {
+            return std::future::pending().await;
+        }
         let Conn {
             reader,
             writer,
@@ -91,7 +99,7 @@ impl Conn {
             ..
         } = self;
         let wrote = tokio::select! {
-            n = reader.read_buf(rbuf) => {
+            n = reader.read_buf(rbuf), if reading => {
                 if n? == 0 {
                     return Err(ClientError::Io("connection closed by the server".into()));
                 }
@@ -110,12 +118,28 @@ impl Conn {
     }
 
     fn decode(&mut self) -> Result<Option<Packet>, ClientError> {
-        decode_packet(&mut self.rbuf, self.version, MAX_PACKET_SIZE)
-            .map_err(|e| ClientError::Protocol(e.to_string()))
+        decode_packet(&mut self.rbuf, self.version, MAX_PACKET_SIZE).map_err(|e| {
+            self.violation = Some(e.reason_code());
+            ClientError::Protocol(e.to_string())
+        })
     }
 
     pub async fn shutdown(&mut self) {
         let _ = self.writer.shutdown().await;
+    }
+
+    /// Ends the connection after a protocol violation by the server: MQTT 5 tells it why with
+    /// DISCONNECT and `reason` [MQTT-4.13.1-1]; a peer that does not read gets a second at most.
+    pub async fn close_with(&mut self, reason: ReasonCode) {
+        if self.version.is_v5() {
+            let d = Disconnect {
+                reason,
+                ..Disconnect::default()
+            };
+            let _ = self.send(&Packet::Disconnect(d));
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.shutdown()).await;
     }
 }
 
@@ -134,61 +158,4 @@ async fn write_step(
         *needs_flush = true;
     }
     Ok(())
-}
-
-#[cfg(not(feature = "tls"))]
-async fn tls_stream(_: &str, _: &TlsOptions, _: TcpStream) -> Result<Box<dyn Io>, ClientError> {
-    Err(ClientError::Invalid(
-        "TLS needs holdfast-client built with the `tls` feature".into(),
-    ))
-}
-
-#[cfg(feature = "tls")]
-async fn tls_stream(
-    host: &str,
-    t: &TlsOptions,
-    tcp: TcpStream,
-) -> Result<Box<dyn Io>, ClientError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    use std::sync::Arc;
-
-    let bad = |what: &str, e: &dyn std::fmt::Display| ClientError::Invalid(format!("{what}: {e}"));
-    let ca = t
-        .ca_file
-        .as_ref()
-        .ok_or_else(|| ClientError::Invalid("TLS needs a CA file".into()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).map_err(|e| bad("CA file", &e))? {
-        let c = c.map_err(|e| bad("CA file", &e))?;
-        roots.add(c).map_err(|e| bad("CA certificate", &e))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad("TLS", &e))?
-        .with_root_certificates(roots);
-    let config = match (&t.cert_file, &t.key_file) {
-        (Some(cert), Some(key)) => {
-            let certs = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| bad("certificate file", &e))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| bad("certificate file", &e))?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad("key file", &e))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| bad("client certificate", &e))?
-        }
-        (None, None) => builder.with_no_client_auth(),
-        _ => {
-            return Err(ClientError::Invalid(
-                "give both a certificate and a key".into(),
-            ))
-        }
-    };
-    let name = t.server_name.clone().unwrap_or_else(|| host.to_string());
-    let name = ServerName::try_from(name).map_err(|e| bad("server name", &e))?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let stream = connector.connect(name, tcp).await?;
-    Ok(Box::new(stream))
 }

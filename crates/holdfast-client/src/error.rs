@@ -26,9 +26,15 @@ pub enum ClientError {
     /// The persistence directory could not be opened or a commit failed.
     #[error("session store: {0}")]
     Store(String),
+    /// Another client (in this or another process) uses the persistence directory.
+    #[error("persistence directory {} is in use by another client (its LOCK file is locked)", .0.display())]
+    Locked(std::path::PathBuf),
     /// An argument is invalid (topic, QoS, packet too large...).
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// The message's Message Expiry Interval (MQTT 5) ran out before it could be sent.
+    #[error("message expired before it could be sent")]
+    Expired,
     /// The client was disconnected by [`Client::disconnect`](crate::Client::disconnect) or dropped.
     #[error("client is closed")]
     Closed,

@@ -1,15 +1,16 @@
 //! Packets from the server: acknowledgements of our messages, and messages for our subscriptions.
 
 use holdfast_proto::{Packet, PubResp, Publish, QoS, ReasonCode};
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::conn::Conn;
-use crate::eventloop::{Active, EventLoop, Pending};
+use crate::eventloop::{Active, EventLoop, Pending, Sink};
 use crate::{ClientError, Message};
 
 impl EventLoop {
     pub(crate) fn packet(&mut self, conn: &mut Conn, p: Packet) -> Result<(), ClientError> {
         match p {
-            Packet::Publish(p) => self.incoming(conn, p),
+            Packet::Publish(p) => self.incoming(conn, p)?,
             Packet::PubAck(r) => {
                 if let Some(&seq) = self.session.by_pid.get(&r.packet_id) {
                     self.finished(seq, r.reason, conn);
@@ -57,8 +58,9 @@ impl EventLoop {
                         .filter(|(_, g)| **g < 0x80)
                         .map(|((f, o), _)| (f.clone(), *o))
                         .collect::<Vec<_>>();
+                    let id = packet.properties.subscription_identifiers.first().copied();
                     if !filters.is_empty() {
-                        self.active.push(Active { filters, sink });
+                        self.active.push(Active { filters, id, sink });
                     }
                     if let Some(reply) = reply {
                         let _ = reply.send(Ok(granted));
@@ -104,22 +106,50 @@ impl EventLoop {
         self.check_idle();
     }
 
-    fn incoming(&mut self, conn: &mut Conn, p: Publish) {
-        let pid = p.packet_id.unwrap_or(0);
-        if p.qos == QoS::ExactlyOnce && self.session.inbound_qos2.contains(&pid) {
-            // A resend of a message delivered already [MQTT-4.3.3-?]: acknowledge, don't deliver.
+    fn incoming(&mut self, conn: &mut Conn, mut p: Publish) -> Result<(), ClientError> {
+        if let Err((reason, why)) = self.aliases_in.resolve(&mut p) {
+            self.violation = Some(reason);
+            return Err(ClientError::Protocol(format!(
+                "{why} (DISCONNECT {:#04x})",
+                reason.0
+            )));
+        }
+        // Behind any held message: deliveries and acknowledgements keep the order of arrival
+        // [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+        self.held_qos0 += usize::from(p.qos == QoS::AtMostOnce);
+        self.held.push_back(p);
+        if self.blocked.is_none() {
+            self.drain_held(conn);
+        }
+        Ok(())
+    }
+
+    /// Hands held messages to their subscriptions, in order, and acknowledges each once handed
+    /// over; stops at the first whose subscription is full.
+    pub(crate) fn drain_held(&mut self, conn: &mut Conn) {
+        self.blocked = None;
+        while let Some(p) = self.held.pop_front() {
+            self.held_qos0 -= usize::from(p.qos == QoS::AtMostOnce);
+            let pid = p.packet_id.unwrap_or(0);
+            // A resend of a QoS 2 message delivered already: acknowledged, not delivered again.
+            let resent = p.qos == QoS::ExactlyOnce && self.session.inbound_qos2.contains(&pid);
+            if !resent {
+                if let Err(full) = self.deliver(&p) {
+                    self.held_qos0 += usize::from(p.qos == QoS::AtMostOnce);
+                    self.held.push_front(p);
+                    self.blocked = Some(full);
+                    return;
+                }
+            }
+            self.acknowledge(conn, p.qos, pid, resent);
+        }
+    }
+
+    fn acknowledge(&mut self, conn: &mut Conn, qos: QoS, pid: u16, resent: bool) {
+        if resent {
             let _ = conn.send(&Packet::PubRec(PubResp::new(pid)));
             return;
         }
-        let qos = p.qos;
-        self.deliver(Message {
-            topic: p.topic,
-            payload: p.payload,
-            qos: p.qos,
-            retain: p.retain,
-            dup: p.dup,
-            properties: p.properties,
-        });
         match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => {
@@ -134,31 +164,57 @@ impl EventLoop {
         }
     }
 
-    /// To every subscription with a matching filter, once each.
-    fn deliver(&mut self, m: Message) {
-        let mut pending_subs = self
-            .pending
-            .values()
-            .filter_map(|p| match p {
-                Pending::Sub { packet, sink, .. } => Some((
-                    packet.filters.iter().map(|(f, _)| f.clone()).collect(),
-                    sink,
-                )),
+    /// To every subscription with a matching filter, once each; all or none: `Err` is a full
+    /// subscription to wait for. Subscriptions whose [`Subscription`](crate::Subscription) was
+    /// dropped are skipped (and forgotten).
+    fn deliver(&mut self, p: &Publish) -> Result<(), Sink> {
+        let mut closed = false;
+        {
+            let pending = self.pending.values().filter_map(|p| match p {
+                Pending::Sub { packet, sink, .. } => {
+                    let id = packet.properties.subscription_identifiers.first().copied();
+                    Some((&packet.filters, id, sink))
+                }
                 _ => None,
-            })
-            .collect::<Vec<(Vec<String>, _)>>();
-        let mut targets = self
-            .active
-            .iter()
-            .map(|a| (a.filters.iter().map(|(f, _)| f.clone()).collect(), &a.sink))
-            .collect::<Vec<(Vec<String>, _)>>();
-        targets.append(&mut pending_subs);
-        for (filters, sink) in targets {
-            if filters.iter().any(|f| filter_matches(f, &m.topic)) {
-                let _ = sink.send(m.clone());
+            });
+            let targets = self.active.iter().map(|a| (&a.filters, a.id, &a.sink));
+            // The ids the server matched [MQTT-3.3.4-3]: a subscription with an id gets the
+            // message when its id is among them; without ids, by its filters.
+            let ids = &p.properties.subscription_identifiers;
+            let mut permits = Vec::new();
+            for (filters, id, sink) in targets.chain(pending) {
+                let wanted = match id {
+                    Some(id) if !ids.is_empty() => ids.contains(&id),
+                    _ => filters.iter().any(|(f, _)| filter_matches(f, &p.topic)),
+                };
+                if !wanted {
+                    continue;
+                }
+                match sink.try_reserve() {
+                    Ok(permit) => permits.push(permit),
+                    // The permits taken so far are given back when dropped.
+                    Err(TrySendError::Full(())) => return Err(sink.clone()),
+                    Err(TrySendError::Closed(())) => closed = true,
+                }
+            }
+            if !permits.is_empty() {
+                let m = Message {
+                    topic: p.topic.clone(),
+                    payload: p.payload.clone(),
+                    qos: p.qos,
+                    retain: p.retain,
+                    dup: p.dup,
+                    properties: p.properties.clone(),
+                };
+                for permit in permits {
+                    permit.send(m.clone());
+                }
             }
         }
-        self.active.retain(|a| !a.sink.is_closed());
+        if closed {
+            self.active.retain(|a| !a.sink.is_closed());
+        }
+        Ok(())
     }
 }
 

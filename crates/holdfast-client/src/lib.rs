@@ -12,7 +12,9 @@
 //! not acknowledged are sent again with DUP and their packet ids, QoS 2 exchanges complete exactly
 //! once, messages published while offline go out in order.
 //!
-//! Transports: TCP, and TLS with the `tls` cargo feature ([`TlsOptions`]). See `docs/client.md`.
+//! Transports: TCP; TLS with the `tls` cargo feature ([`TlsOptions`], the system's root
+//! certificates unless a CA file is given); WebSocket (`ws://`, `wss://` with `tls`) with the
+//! `ws` cargo feature ([`ClientOptions::with_websocket`]). See `docs/client.md`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), holdfast_client::ClientError> {
@@ -31,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+mod alias;
 mod client;
 mod conn;
 mod error;
@@ -39,6 +42,7 @@ mod inbound;
 mod options;
 mod outbound;
 mod session;
+mod transport;
 
 pub use client::{Client, Delivery, Message, Outgoing, Subscription};
 pub use error::ClientError;

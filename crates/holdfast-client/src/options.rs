@@ -21,7 +21,8 @@ pub struct LastWill {
 /// MQTT over TLS (needs the `tls` feature). Certificates and keys are PEM files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsOptions {
-    /// The CA certificates that sign the server's certificate (required: no system roots yet).
+    /// The CA certificates that sign the server's certificate. None: the system's root
+    /// certificates (`SSL_CERT_FILE` / `SSL_CERT_DIR` override where they are looked for).
     pub ca_file: Option<PathBuf>,
     /// A client certificate chain and its key, for servers that ask for one.
     pub cert_file: Option<PathBuf>,
@@ -62,7 +63,7 @@ pub struct ClientOptions {
     pub durability: Durability,
     /// At most this many QoS 1/2 PUBLISH in flight, also when the server allows more (Receive Maximum).
     pub max_inflight: u16,
-    /// The Receive Maximum this client announces (MQTT 5).
+    /// The Receive Maximum this client announces (MQTT 5), at most `subscription_capacity`.
     pub receive_maximum: u16,
     /// Reconnect delays: start at `min`, double up to `max`.
     pub reconnect_min: Duration,
@@ -71,6 +72,18 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Connect over TLS.
     pub tls: Option<TlsOptions>,
+    /// Connect over WebSocket (the `ws` feature) with this request path, e.g. `/mqtt`; with `tls`
+    /// it is `wss://`.
+    pub websocket: Option<String>,
+    /// MQTT 5: at most this many topic aliases for the topics this client publishes to (also
+    /// capped by the server's Topic Alias Maximum); 0 sends none.
+    pub topic_alias_max_out: u16,
+    /// MQTT 5: the Topic Alias Maximum this client announces, i.e. how many aliases the server
+    /// may use towards it; 0 asks for none.
+    pub topic_alias_max_in: u16,
+    /// How many messages each [`Subscription`](crate::Subscription) holds before the application
+    /// takes them; when one is full the client stops acknowledging (see `docs/client.md`).
+    pub subscription_capacity: usize,
 }
 
 impl ClientOptions {
@@ -94,6 +107,10 @@ impl ClientOptions {
             reconnect_max: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             tls: None,
+            websocket: None,
+            topic_alias_max_out: 16,
+            topic_alias_max_in: 16,
+            subscription_capacity: 1024,
         }
     }
 
@@ -143,6 +160,36 @@ impl ClientOptions {
     /// Connect over TLS (the `tls` feature).
     pub fn with_tls(mut self, tls: TlsOptions) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Connect over WebSocket (the `ws` feature) with this request path (e.g. `/mqtt`),
+    /// subprotocol `mqtt`; `wss://` when TLS is set too.
+    pub fn with_websocket(mut self, path: impl Into<String>) -> Self {
+        self.websocket = Some(path.into());
+        self
+    }
+
+    /// MQTT 5 topic aliases: at most `outbound` aliases for topics this client publishes to
+    /// (capped by the server's maximum), and `inbound` announced as this client's Topic Alias
+    /// Maximum. 0 turns a direction off. Default 16 and 16.
+    pub fn with_topic_aliases(mut self, outbound: u16, inbound: u16) -> Self {
+        self.topic_alias_max_out = outbound;
+        self.topic_alias_max_in = inbound;
+        self
+    }
+
+    /// Messages each subscription holds before the client stops acknowledging new ones (at
+    /// least 1; default 1024).
+    pub fn with_subscription_capacity(mut self, n: usize) -> Self {
+        self.subscription_capacity = n.max(1);
+        self
+    }
+
+    /// The Receive Maximum announced to the server (MQTT 5; at least 1, at most the
+    /// subscription capacity).
+    pub fn with_receive_maximum(mut self, n: u16) -> Self {
+        self.receive_maximum = n.max(1);
         self
     }
 

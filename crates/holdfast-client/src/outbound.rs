@@ -2,9 +2,10 @@
 //! and what follows a store commit (first transmission, PUBREL, PUBREC, PUBCOMP).
 
 use holdfast_core::persist::StoredMessage;
-use holdfast_proto::{encoded_len, Packet, PubResp, Publish, QoS};
+use holdfast_proto::{encoded_len, Packet, Properties, ProtocolVersion, PubResp, Publish, QoS};
 use tokio::sync::oneshot;
 
+use crate::alias::{OutAliases, Plan};
 use crate::conn::Conn;
 use crate::eventloop::{Command, EventLoop};
 use crate::session::{After, Committed, OutMsg};
@@ -15,16 +16,18 @@ impl EventLoop {
     /// inflight window.
     pub fn pump(&mut self, conn: &mut Conn) {
         let version = self.opts.protocol;
-        while let Some((p, done)) = self.qos0.pop_front() {
-            let p = Packet::Publish(p);
-            let r = match encoded_len(&p, version) > self.max_packet {
-                true => Err(too_large(self.max_packet)),
-                false => conn.send(&p),
+        let max = self.max_packet;
+        let now = now_ms();
+        while let Some((mut p, expires_at, done)) = self.qos0.pop_front() {
+            let r = match stamp_expiry(&mut p, expires_at, now) {
+                true => send_publish(conn, &mut self.aliases_out, version, max, p)
+                    .map_err(|(SendError::Fails(e) | SendError::Encode(e))| e),
+                false => Err(ClientError::Expired),
             };
             let _ = done.send(r);
         }
         let mut inflight = self.session.out.values().filter(|m| m.sent).count();
-        let mut too_big = Vec::new();
+        let mut failed = Vec::new();
         for (seq, m) in self.session.out.iter_mut() {
             if m.sent {
                 continue;
@@ -32,28 +35,36 @@ impl EventLoop {
             if !m.stored || inflight >= self.inflight_limit {
                 break;
             }
-            let packet = if m.released {
-                Packet::PubRel(PubResp::new(m.packet_id))
+            let r = if m.released {
+                let pubrel = Packet::PubRel(PubResp::new(m.packet_id));
+                conn.send(&pubrel).map_err(SendError::Encode)
             } else {
-                Packet::Publish(publish_of(m))
+                let mut p = publish_of(m);
+                match stamp_expiry(&mut p, m.message.expires_at, now) {
+                    true => send_publish(conn, &mut self.aliases_out, version, max, p),
+                    false => Err(SendError::Fails(ClientError::Expired)),
+                }
             };
-            // [MQTT-3.1.2-24] a PUBLISH over the server's Maximum Packet Size is not sent: it fails.
-            if encoded_len(&packet, version) > self.max_packet {
-                too_big.push(*seq);
-                continue;
-            }
-            if let Err(e) = conn.send(&packet) {
-                tracing::warn!("cannot send PUBLISH: {e}");
-                break;
+            match r {
+                Ok(()) => {}
+                // This message fails; the ones behind it go on.
+                Err(SendError::Fails(e)) => {
+                    failed.push((*seq, e));
+                    continue;
+                }
+                Err(SendError::Encode(e)) => {
+                    tracing::warn!("cannot send PUBLISH: {e}");
+                    break;
+                }
             }
             m.sent = true;
             m.dup = true;
             inflight += 1;
         }
-        for seq in too_big {
+        for (seq, e) in failed {
             if let Some(mut m) = self.session.complete(seq) {
                 if let Some(tx) = m.done_tx.take() {
-                    let _ = tx.send(Err(too_large(self.max_packet)));
+                    let _ = tx.send(Err(e));
                 }
             }
         }
@@ -66,7 +77,13 @@ impl EventLoop {
         done: oneshot::Sender<Result<(), ClientError>>,
         conn: Option<&mut Conn>,
     ) {
+        let mut m = m;
+        // Aliases belong to one connection: the client chooses them when it sends.
+        if m.properties.topic_alias.is_some() {
+            m.properties.topic_alias = None;
+        }
         if m.qos == QoS::AtMostOnce {
+            let expires_at = expiry_of(&m.properties);
             let p = Publish {
                 dup: false,
                 qos: QoS::AtMostOnce,
@@ -77,7 +94,7 @@ impl EventLoop {
                 properties: m.properties,
             };
             let _ = stored.send(Ok(()));
-            self.qos0.push_back((p, done));
+            self.qos0.push_back((p, expires_at, done));
             if let Some(c) = conn {
                 self.pump(c);
             }
@@ -114,8 +131,8 @@ impl EventLoop {
                 payload: m.payload,
                 qos: m.qos.as_u8(),
                 retain: m.retain,
+                expires_at: expiry_of(&m.properties),
                 properties: m.properties,
-                expires_at: None,
                 publisher: None,
             },
             packet_id,
@@ -212,10 +229,63 @@ impl EventLoop {
     }
 }
 
-fn too_large(max: usize) -> ClientError {
-    ClientError::Invalid(format!(
-        "PUBLISH larger than the server's Maximum Packet Size {max}"
-    ))
+/// Milliseconds since the epoch: expiry instants are stored, so they are wall-clock time.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// When a message published now with these properties expires (MQTT 5 Message Expiry Interval).
+fn expiry_of(p: &Properties) -> Option<u64> {
+    p.message_expiry_interval
+        .map(|s| now_ms().saturating_add(u64::from(s) * 1000))
+}
+
+/// A message kept while offline goes out with the lifetime it has left, rounded up (as the
+/// server does for what it forwards [MQTT-3.3.2-6]), or not at all once expired: false.
+fn stamp_expiry(p: &mut Publish, expires_at: Option<u64>, now: u64) -> bool {
+    let Some(at) = expires_at else {
+        return true;
+    };
+    if at <= now {
+        return false;
+    }
+    let left = u32::try_from((at - now).div_ceil(1000)).unwrap_or(u32::MAX);
+    p.properties.message_expiry_interval = Some(left);
+    true
+}
+
+enum SendError {
+    /// Over the server's Maximum Packet Size, or expired: this message fails, the session goes on.
+    Fails(ClientError),
+    Encode(ClientError),
+}
+
+/// Writes `p`, with a topic alias when that helps. [MQTT-3.1.2-24] a PUBLISH over the server's
+/// Maximum Packet Size is not sent.
+fn send_publish(
+    conn: &mut Conn,
+    aliases: &mut OutAliases,
+    version: ProtocolVersion,
+    max: usize,
+    mut p: Publish,
+) -> Result<(), SendError> {
+    let plan = aliases.plan(&p.topic);
+    let topic = (plan != Plan::Plain).then(|| p.topic.clone());
+    OutAliases::apply(plan, &mut p);
+    let packet = Packet::Publish(p);
+    if encoded_len(&packet, version) > max {
+        return Err(SendError::Fails(ClientError::Invalid(format!(
+            "PUBLISH larger than the server's Maximum Packet Size {max}"
+        ))));
+    }
+    conn.send(&packet).map_err(SendError::Encode)?;
+    // Recorded only once written: the table matches what the server has seen.
+    if let Some(topic) = topic {
+        aliases.commit(&topic, plan);
+    }
+    Ok(())
 }
 
 pub(crate) fn publish_of(m: &OutMsg) -> Publish {
@@ -227,5 +297,35 @@ pub(crate) fn publish_of(m: &OutMsg) -> Publish {
         packet_id: Some(m.packet_id),
         payload: m.message.payload.clone(),
         properties: m.message.properties.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish() -> Publish {
+        Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "t".into(),
+            packet_id: Some(1),
+            payload: Default::default(),
+            properties: Default::default(),
+        }
+    }
+
+    #[test] // A kept message goes out with what is left of its Message Expiry Interval, rounded up.
+    fn expiry_counts_down_while_kept() {
+        let mut p = publish();
+        assert!(stamp_expiry(&mut p, Some(10_000), 1_001));
+        assert_eq!(p.properties.message_expiry_interval, Some(9));
+        assert!(stamp_expiry(&mut p, Some(10_000), 9_999));
+        assert_eq!(p.properties.message_expiry_interval, Some(1));
+        assert!(!stamp_expiry(&mut p, Some(10_000), 10_000), "expired");
+        let mut plain = publish();
+        assert!(stamp_expiry(&mut plain, None, 5));
+        assert_eq!(plain.properties.message_expiry_interval, None);
     }
 }

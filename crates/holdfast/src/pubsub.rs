@@ -3,6 +3,8 @@
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -47,6 +49,20 @@ pub struct ConnArgs {
     /// Connect over TLS, trusting the CA certificates in this PEM file.
     #[arg(long)]
     pub cafile: Option<PathBuf>,
+    /// Connect over TLS, trusting the system's root certificates (SSL_CERT_FILE / SSL_CERT_DIR
+    /// override where they are looked for).
+    #[arg(long = "tls-use-os-certs", conflicts_with = "cafile")]
+    pub tls_use_os_certs: bool,
+    /// Connect over WebSocket (ws://, or wss:// with TLS), subprotocol mqtt.
+    #[arg(long)]
+    pub ws: bool,
+    /// The WebSocket request path (with --ws).
+    #[arg(long = "ws-path", default_value = "/mqtt", requires = "ws")]
+    pub ws_path: String,
+    /// MQTT 5 topic aliases: at most N for the topics published to, and N announced for the
+    /// server to use; 0 turns them off.
+    #[arg(long = "topic-aliases", default_value_t = 16)]
+    pub topic_aliases: u16,
     /// Client certificate (PEM) for TLS, with --key.
     #[arg(long, requires = "key")]
     pub cert: Option<PathBuf>,
@@ -78,22 +94,26 @@ impl ConnArgs {
         let mut o = ClientOptions::new(self.host.clone(), self.port, id)
             .with_v5(self.protocol_version.ends_with('5'))
             .with_clean_start(!self.no_clean)
-            .with_keep_alive(self.keepalive);
+            .with_keep_alive(self.keepalive)
+            .with_topic_aliases(self.topic_aliases, self.topic_aliases);
+        if self.ws {
+            o = o.with_websocket(self.ws_path.clone());
+        }
         if self.no_clean {
             o = o.with_session_expiry(self.session_expiry.unwrap_or(u32::MAX));
         }
         if let Some(u) = &self.username {
             o = o.with_credentials(u.clone(), self.password.clone().unwrap_or_default());
         }
-        if let Some(ca) = &self.cafile {
+        if self.cafile.is_some() || self.tls_use_os_certs {
             o = o.with_tls(TlsOptions {
-                ca_file: Some(ca.clone()),
+                ca_file: self.cafile.clone(),
                 cert_file: self.cert.clone(),
                 key_file: self.key.clone(),
                 server_name: self.tls_server_name.clone(),
             });
-        } else if self.cert.is_some() {
-            bail!("--cert needs --cafile (TLS)");
+        } else if self.cert.is_some() || self.tls_server_name.is_some() {
+            bail!("--cert and --tls-server-name need TLS: give --cafile or --tls-use-os-certs");
         }
         if let Some(dir) = &self.persist_dir {
             o = o.with_persistence(dir.clone(), durability);
@@ -141,6 +161,20 @@ pub struct PubArgs {
     /// `acked <payload>` once the broker acknowledged it (for scripts and tests).
     #[arg(long)]
     pub report: bool,
+    /// Give up (exit status 1) unless every message is acknowledged within this many seconds,
+    /// connecting included. With --persist-dir the messages not acknowledged stay stored.
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub timeout: Option<Duration>,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86400.0 * 365.0) {
+        return Err(format!("{s}: must be more than 0 and at most a year"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Args)]
@@ -195,31 +229,84 @@ pub fn run_sub(args: SubArgs) -> ExitCode {
 async fn publish(args: PubArgs) -> anyhow::Result<()> {
     let qos = parse_qos(args.qos)?;
     let opts = args.conn.options("pub")?;
+    let progress = Arc::new(Progress::default());
+    let Some(limit) = args.timeout else {
+        return publish_all(&args, qos, opts, &progress).await;
+    };
+    match tokio::time::timeout(limit, publish_all(&args, qos, opts, &progress)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let acked = progress.acked.load(Ordering::Relaxed);
+            let stored = progress.stored.load(Ordering::Relaxed);
+            let mut why = format!(
+                "timed out after {}: {acked} of {stored} message(s) acknowledged",
+                humantime::format_duration(limit)
+            );
+            // Without a directory `pub` connects first, so this is known; with one it is not.
+            if args.conn.persist_dir.is_none() && !progress.connected.load(Ordering::Relaxed) {
+                why.push_str(", not connected to the broker");
+            }
+            if let Some(dir) = &args.conn.persist_dir {
+                if qos != QoS::AtMostOnce {
+                    why.push_str(&format!(
+                        "; the others stay in {} and go out on the next run with the same -i",
+                        dir.display()
+                    ));
+                }
+            }
+            bail!(why)
+        }
+    }
+}
+
+/// How far `pub` got, for the timeout's message.
+#[derive(Default)]
+struct Progress {
+    connected: AtomicBool,
+    stored: AtomicU64,
+    acked: AtomicU64,
+}
+
+async fn publish_all(
+    args: &PubArgs,
+    qos: QoS,
+    opts: ClientOptions,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<()> {
     // With a persistence directory messages are kept while the broker is unreachable.
     let client = if args.conn.persist_dir.is_some() {
         Client::start(opts)?
     } else {
-        Client::connect(opts).await.context("cannot connect")?
+        let c = Client::connect(opts).await.context("cannot connect")?;
+        progress.connected.store(true, Ordering::Relaxed);
+        c
     };
     let mut deliveries = Vec::new();
     let report = args.report;
     let send = |payload: Vec<u8>| {
         let client = client.clone();
+        let progress = progress.clone();
         let m = Outgoing::new(args.topic.clone(), payload.clone())
             .qos(qos)
             .retain(args.retain);
         async move {
             let d = client.enqueue(m).await?;
+            progress.stored.fetch_add(1, Ordering::Relaxed);
             let text = String::from_utf8_lossy(&payload).into_owned();
             if report {
                 println!("stored {text}");
                 let _ = std::io::stdout().flush();
             }
+            let progress = progress.clone();
             Ok::<_, holdfast_client::ClientError>(tokio::spawn(async move {
                 let r = d.await;
-                if report && r.is_ok() {
-                    println!("acked {text}");
-                    let _ = std::io::stdout().flush();
+                if r.is_ok() {
+                    progress.acked.fetch_add(1, Ordering::Relaxed);
+                    progress.connected.store(true, Ordering::Relaxed);
+                    if report {
+                        println!("acked {text}");
+                        let _ = std::io::stdout().flush();
+                    }
                 }
                 r
             }))

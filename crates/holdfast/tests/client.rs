@@ -555,3 +555,123 @@ fn against_mosquitto() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test] // MQTT 5 Message Expiry Interval counts down while a message is kept offline [MQTT-3.3.2-6 for servers, likewise here].
+async fn message_expiry_counts_down_while_offline() {
+    if support::holdfast_only("a subscription surviving a SIGKILL of the broker") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start();
+    let port = broker.port();
+    let s = Client::connect(
+        opts(port, "exp-sub")
+            .with_v5(true)
+            .with_clean_start(false)
+            .with_session_expiry(600),
+    )
+    .await
+    .unwrap();
+    let mut sub = s.subscribe("exp/#", QoS::AtLeastOnce).await.unwrap();
+    broker.kill();
+    let c = Client::start(
+        opts(port, "exp-pub")
+            .with_v5(true)
+            .with_persistence(dir.path(), Durability::Sync),
+    )
+    .unwrap();
+    let with_expiry = |payload: &str, secs: Option<u32>| {
+        let mut props = holdfast_client::Properties::default();
+        if let Some(secs) = secs {
+            props.message_expiry_interval = Some(secs);
+        }
+        Outgoing::new("exp/t", payload.to_string())
+            .qos(QoS::AtLeastOnce)
+            .properties(props)
+    };
+    let short = c.enqueue(with_expiry("short", Some(1))).await.unwrap();
+    let long = c.enqueue(with_expiry("long", Some(60))).await.unwrap();
+    let none = c.enqueue(with_expiry("none", None)).await.unwrap();
+    let q0 = c
+        .enqueue(with_expiry("q0", Some(1)).qos(QoS::AtMostOnce))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    broker.restart();
+    // Expired while kept: never sent, its publish fails with Expired.
+    assert_eq!(
+        tokio::time::timeout(TIMEOUT, short).await.unwrap(),
+        Err(ClientError::Expired)
+    );
+    assert_eq!(
+        tokio::time::timeout(TIMEOUT, q0).await.unwrap(),
+        Err(ClientError::Expired)
+    );
+    tokio::time::timeout(TIMEOUT, long).await.unwrap().unwrap();
+    tokio::time::timeout(TIMEOUT, none).await.unwrap().unwrap();
+    let m = recv(&mut sub).await;
+    assert_eq!(&m.payload[..], b"long");
+    // Sent with what was left: at most 59 of its 60 seconds.
+    let left = m.properties.message_expiry_interval.unwrap();
+    assert!((50..=59).contains(&left), "{left}");
+    let m = recv(&mut sub).await;
+    assert_eq!(
+        (&m.payload[..], m.properties.message_expiry_interval),
+        (&b"none"[..], None)
+    );
+    c.disconnect().await.unwrap();
+    s.disconnect().await.unwrap();
+}
+
+#[tokio::test] // [MQTT-3.3.4-3] [MQTT-3.3.4-4] subscription identifiers: overlapping subscriptions each get a message once.
+async fn subscription_identifiers_route_overlapping_subscriptions() {
+    let broker = Broker::start();
+    let c = Client::connect(opts(broker.port(), "sid").with_v5(true))
+        .await
+        .unwrap();
+    let o = holdfast_client::SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..Default::default()
+    };
+    let mut all = c
+        .subscribe_with_id(vec![("sid/#".into(), o)], 7)
+        .await
+        .unwrap();
+    let mut a = c
+        .subscribe_with_id(vec![("sid/a/#".into(), o)], 9)
+        .await
+        .unwrap();
+    c.publish("sid/a/x", "both", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    c.publish("sid/b", "one", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let m = recv(&mut all).await;
+    assert_eq!(&m.payload[..], b"both");
+    assert!(m.properties.subscription_identifiers.contains(&7), "{m:?}");
+    assert_eq!(&recv(&mut all).await.payload[..], b"one");
+    let m = recv(&mut a).await;
+    assert_eq!(&m.payload[..], b"both");
+    assert!(m.properties.subscription_identifiers.contains(&9), "{m:?}");
+    // Whether the server sent one copy or two, each subscription got "both" once.
+    c.publish("sid/a/y", "barrier", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    assert_eq!(&recv(&mut a).await.payload[..], b"barrier");
+    assert_eq!(&recv(&mut all).await.payload[..], b"barrier");
+    // Bad ids are refused before anything is sent; 3.1.1 has no identifiers.
+    let r = c.subscribe_with_id(vec![("x".into(), o)], 0).await;
+    assert!(matches!(r, Err(ClientError::Invalid(_))), "{r:?}");
+    let r = c
+        .subscribe_with_id(vec![("x".into(), o)], 268_435_456)
+        .await;
+    assert!(matches!(r, Err(ClientError::Invalid(_))), "{r:?}");
+    let r = c.subscribe_with(vec![]).await;
+    assert!(matches!(r, Err(ClientError::Invalid(_))), "{r:?}");
+    let v3 = Client::connect(opts(broker.port(), "sid3")).await.unwrap();
+    let r = v3.subscribe_with_id(vec![("x".into(), o)], 1).await;
+    assert!(matches!(r, Err(ClientError::Invalid(_))), "{r:?}");
+    c.disconnect().await.unwrap();
+    v3.disconnect().await.unwrap();
+}
