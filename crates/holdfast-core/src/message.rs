@@ -70,12 +70,16 @@ impl Message {
         let expiry_cap = cfg.message_expiry_max;
         let durability = cfg.durability.for_topic(&topic);
         let mut properties = p.properties;
-        let interval = match (properties.message_expiry_interval.take(), expiry_cap) {
+        let given = properties.existing_mut().and_then(|set| {
+            set.topic_alias = None;
+            set.subscription_identifiers.clear();
+            set.message_expiry_interval.take()
+        });
+        properties.shrink();
+        let interval = match (given, expiry_cap) {
             (Some(i), Some(cap)) => Some(i.min(cap)),
             (i, cap) => i.or(cap),
         };
-        properties.topic_alias = None;
-        properties.subscription_identifiers.clear();
         Message {
             topic,
             // The decoded payload is a slice of the connection's read buffer; a message may be queued or

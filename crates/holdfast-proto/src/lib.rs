@@ -24,6 +24,6 @@ pub use decode::{decode_packet, packet_type_name, read_fixed_header, FixedHeader
 pub use encode::{encode_packet, encoded_len};
 pub use error::{DecodeError, EncodeError};
 pub use packet::*;
-pub use properties::Properties;
+pub use properties::{Properties, PropertySet};
 pub use types::{ProtocolVersion, QoS, ReasonCode};
 pub use wire::{MAX_PACKET_SIZE, MAX_REMAINING_LENGTH};

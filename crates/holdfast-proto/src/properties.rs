@@ -1,9 +1,69 @@
 use bytes::Bytes;
 
+/// The properties of a packet, every MQTT 5 property as a field of [`PropertySet`]
+/// (`properties.topic_alias`, through `Deref`/`DerefMut`).
+///
+/// Most packets carry no property at all, so the set is boxed and only allocated when a property
+/// is set: a packet (and a routed message) stays small, which keeps it cheap to move and queue.
+/// Reading a field of an empty set reads [`PropertySet::EMPTY`]; writing allocates.
+#[derive(Clone, Default)]
+pub struct Properties(Option<Box<PropertySet>>);
+
+impl Properties {
+    pub fn is_empty(&self) -> bool {
+        self.0.as_deref().is_none_or(|p| *p == PropertySet::EMPTY)
+    }
+
+    /// The set, when any property was ever set: for clearing fields without allocating.
+    pub fn existing_mut(&mut self) -> Option<&mut PropertySet> {
+        self.0.as_deref_mut()
+    }
+
+    /// Free the set if no property is left in it.
+    pub fn shrink(&mut self) {
+        if self.is_empty() {
+            self.0 = None;
+        }
+    }
+}
+
+impl From<PropertySet> for Properties {
+    fn from(p: PropertySet) -> Properties {
+        Properties(Some(Box::new(p)))
+    }
+}
+
+impl std::ops::Deref for Properties {
+    type Target = PropertySet;
+    fn deref(&self) -> &PropertySet {
+        static EMPTY: PropertySet = PropertySet::EMPTY;
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
+impl std::ops::DerefMut for Properties {
+    fn deref_mut(&mut self) -> &mut PropertySet {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for Properties {
+    fn eq(&self, other: &Properties) -> bool {
+        **self == **other
+    }
+}
+impl Eq for Properties {}
+
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 /// Every MQTT 5 property. Which ones a packet may carry is checked by the codec (spec table 2-4);
 /// a property given more than once where that is not allowed is a Protocol Error.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Properties {
+pub struct PropertySet {
     /// 0x01
     pub payload_format_indicator: Option<u8>,
     /// 0x02, seconds
@@ -60,8 +120,35 @@ pub struct Properties {
     pub shared_subscription_available: Option<u8>,
 }
 
-impl Properties {
-    pub fn is_empty(&self) -> bool {
-        *self == Properties::default()
-    }
+impl PropertySet {
+    /// No property set.
+    pub const EMPTY: PropertySet = PropertySet {
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        subscription_identifiers: Vec::new(),
+        session_expiry_interval: None,
+        assigned_client_identifier: None,
+        server_keep_alive: None,
+        authentication_method: None,
+        authentication_data: None,
+        request_problem_information: None,
+        will_delay_interval: None,
+        request_response_information: None,
+        response_information: None,
+        server_reference: None,
+        reason_string: None,
+        receive_maximum: None,
+        topic_alias_maximum: None,
+        topic_alias: None,
+        maximum_qos: None,
+        retain_available: None,
+        user_properties: Vec::new(),
+        maximum_packet_size: None,
+        wildcard_subscription_available: None,
+        subscription_identifier_available: None,
+        shared_subscription_available: None,
+    };
 }

@@ -51,10 +51,10 @@ fn shape(name: &str, t: u64, n: u64) -> Vec<Op> {
                     payload: Bytes::from_static(b"offline"),
                     qos: 1,
                     retain: true,
-                    properties: Properties {
+                    properties: Properties::from(holdfast_proto::PropertySet {
                         will_delay_interval: Some(5),
-                        ..Properties::default()
-                    },
+                        ..Default::default()
+                    }),
                 }),
                 will_due: None,
             },

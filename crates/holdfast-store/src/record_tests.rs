@@ -4,7 +4,7 @@ use bytes::Bytes;
 use holdfast_proto::Properties;
 
 fn full_properties() -> Properties {
-    Properties {
+    Properties::from(holdfast_proto::PropertySet {
         payload_format_indicator: Some(1),
         message_expiry_interval: Some(3600),
         content_type: Some("application/json".into()),
@@ -36,7 +36,7 @@ fn full_properties() -> Properties {
         wildcard_subscription_available: Some(0),
         subscription_identifier_available: Some(1),
         shared_subscription_available: Some(1),
-    }
+    })
 }
 
 pub(crate) fn every_op() -> Vec<Op> {

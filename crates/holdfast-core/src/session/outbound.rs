@@ -256,11 +256,17 @@ impl Session {
         } else {
             Default::default()
         };
+        // The message's own properties hold neither (see `Message::from_publish`); only a copy
+        // that carries one allocates a property set.
         if v5 {
-            properties.message_expiry_interval = d.msg.remaining_expiry(now);
-            properties
-                .subscription_identifiers
-                .clone_from(&d.subscription_ids);
+            if let Some(left) = d.msg.remaining_expiry(now) {
+                properties.message_expiry_interval = Some(left);
+            }
+            if !d.subscription_ids.is_empty() {
+                properties
+                    .subscription_identifiers
+                    .clone_from(&d.subscription_ids);
+            }
         }
         let publish = Publish {
             dup,

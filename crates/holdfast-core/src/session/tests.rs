@@ -290,10 +290,10 @@ fn session_expiry_sweeps() {
 }
 
 fn with_will(mut c: Connect, delay: Option<u32>) -> Connect {
-    let properties = Properties {
+    let properties = Properties::from(holdfast_proto::PropertySet {
         will_delay_interval: delay,
         ..Default::default()
-    };
+    });
     c.will = Some(Will {
         topic: "will".into(),
         payload: Bytes::from_static(b"bye"),
@@ -556,10 +556,10 @@ fn inbound_topic_alias_rules() {
     };
     let mut s = session(cfg);
     attach(&mut s, connect_packet(ProtocolVersion::V5, true), false, T0);
-    let mut props = Properties {
+    let mut props = Properties::from(holdfast_proto::PropertySet {
         topic_alias: Some(1),
         ..Default::default()
-    };
+    });
     let p = Publish {
         dup: false,
         qos: QoS::AtMostOnce,
@@ -650,10 +650,10 @@ fn takeover_closes_old_connection() {
 fn disconnect_cannot_raise_zero_expiry() {
     let mut s = session(CoreConfig::default());
     attach(&mut s, connect_packet(ProtocolVersion::V5, true), false, T0);
-    let props = Properties {
+    let props = Properties::from(holdfast_proto::PropertySet {
         session_expiry_interval: Some(30),
         ..Default::default()
-    };
+    });
     let mut out = Vec::new();
     s.handle_packet(
         Packet::Disconnect(Disconnect {

@@ -359,7 +359,7 @@ fn connack_v5() {
     );
     // The property length may not be left out.
     malformed(&[0x20, 0x02, 0x00, 0x00], V5);
-    let mut p = Properties {
+    let mut p = Properties::from(crate::PropertySet {
         session_expiry_interval: Some(10),
         receive_maximum: Some(100),
         maximum_qos: Some(1),
@@ -376,8 +376,8 @@ fn connack_v5() {
         server_reference: Some("other:1883".into()),
         authentication_method: Some("m".into()),
         authentication_data: Some(Bytes::from_static(b"d")),
-        ..Properties::default()
-    };
+        ..Default::default()
+    });
     p.user_properties.push(("x".into(), "y".into()));
     crate::fuzzing::check_round_trip(
         &Packet::ConnAck(ConnAck {

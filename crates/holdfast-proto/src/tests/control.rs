@@ -78,13 +78,13 @@ fn disconnect_v5_short_forms() {
     );
     let d = Disconnect {
         reason: ReasonCode::SUCCESS,
-        properties: Properties {
+        properties: Properties::from(crate::PropertySet {
             session_expiry_interval: Some(0),
             reason_string: Some("bye".into()),
             server_reference: Some("elsewhere".into()),
             user_properties: vec![("a".into(), "b".into())],
-            ..Properties::default()
-        },
+            ..Default::default()
+        }),
     };
     crate::fuzzing::check_round_trip(&Packet::Disconnect(d), V5);
     malformed(&[0xE0, 0x03, 0x00, 0x00, 0x00], V5);
@@ -116,12 +116,12 @@ fn auth_v5() {
     assert_eq!(dec_ok(&[0xF0, 0x01, 0x18], V5), Packet::Auth(a));
     let a = Auth {
         reason: ReasonCode::REAUTHENTICATE,
-        properties: Properties {
+        properties: Properties::from(crate::PropertySet {
             authentication_method: Some("SCRAM-SHA-1".into()),
             authentication_data: Some(Bytes::from_static(b"\x01\x02")),
             reason_string: Some("again".into()),
-            ..Properties::default()
-        },
+            ..Default::default()
+        }),
     };
     crate::fuzzing::check_round_trip(&Packet::Auth(a), V5);
     protocol(&[0xF0, 0x01, 0x80], V5);

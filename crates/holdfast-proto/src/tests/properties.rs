@@ -144,10 +144,10 @@ fn boolean_properties_only_0_or_1() {
         protocol(&connack_with(B::new().u8(id).u8(2)), V5);
         dec_ok(&connack_with(B::new().u8(id).u8(1)), V5);
     }
-    let mut p = Properties {
+    let mut p = Properties::from(crate::PropertySet {
         maximum_qos: Some(2),
-        ..Properties::default()
-    };
+        ..Default::default()
+    });
     let ack = |p: &Properties| {
         Packet::ConnAck(crate::ConnAck {
             session_present: false,

@@ -69,7 +69,7 @@ fn publish_v5_wire_format() {
 #[test] // MQTT 5.0 table 2-4: everything PUBLISH may carry, subscription identifiers repeated.
 fn publish_v5_all_properties_round_trip() {
     let mut p = publish(QoS::ExactlyOnce, "a/b", b"payload");
-    p.properties = Properties {
+    p.properties = Properties::from(crate::PropertySet {
         payload_format_indicator: Some(0),
         message_expiry_interval: Some(u32::MAX),
         topic_alias: Some(3),
@@ -82,8 +82,8 @@ fn publish_v5_all_properties_round_trip() {
         ],
         subscription_identifiers: vec![1, 268_435_455, 1, 300],
         content_type: Some("application/json".into()),
-        ..Properties::default()
-    };
+        ..Default::default()
+    });
     crate::fuzzing::check_round_trip(&Packet::Publish(p), V5);
 }
 

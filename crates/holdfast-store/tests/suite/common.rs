@@ -74,12 +74,14 @@ fn properties() -> impl Strategy<Value = Properties> {
         prop::option::of("[a-z/]{0,8}"),
         prop::collection::vec(("[a-z]{1,3}", "[a-z]{0,3}"), 0..2),
     )
-        .prop_map(|(pfi, expiry, content_type, user_properties)| Properties {
-            payload_format_indicator: pfi,
-            message_expiry_interval: expiry,
-            content_type,
-            user_properties,
-            ..Properties::default()
+        .prop_map(|(pfi, expiry, content_type, user_properties)| {
+            Properties::from(holdfast_proto::PropertySet {
+                payload_format_indicator: pfi,
+                message_expiry_interval: expiry,
+                content_type,
+                user_properties,
+                ..Default::default()
+            })
         })
 }
 
@@ -236,10 +238,10 @@ impl Workload {
                     payload: Bytes::from(vec![1; 10]),
                     qos: 1,
                     retain: false,
-                    properties: Properties {
+                    properties: Properties::from(holdfast_proto::PropertySet {
                         will_delay_interval: Some(5),
-                        ..Properties::default()
-                    },
+                        ..Default::default()
+                    }),
                 });
                 let record = SessionRecord {
                     protocol: 5,
@@ -278,10 +280,10 @@ impl Workload {
                     payload: Bytes::from(vec![(id % 251) as u8; len]),
                     qos: 1,
                     retain: false,
-                    properties: Properties {
+                    properties: Properties::from(holdfast_proto::PropertySet {
                         content_type: Some("text/plain".into()),
-                        ..Properties::default()
-                    },
+                        ..Default::default()
+                    }),
                     expires_at: None,
                     publisher: Some("pub".into()),
                 };
