@@ -94,10 +94,66 @@ impl ConnHandle {
     }
 }
 
+/// A connected session whose backlog (queued messages plus packets not yet written) passes this
+/// makes the publishers that feed it wait before reading more (see [`Pace`]).
+const PACE_HIGH: usize = 2048;
+/// ... until the backlog is down to this.
+const PACE_LOW: usize = 512;
+/// A backlog that does not fall to [`PACE_LOW`] within this long belongs to a stalled client: its
+/// publishers stop waiting for it, and its queue limits apply as without pacing.
+pub const PACE_MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Publisher pacing. Acknowledging publishers faster than a subscriber takes their messages only
+/// grows that subscriber's queue (memory, latency, and CPU spent queueing instead of delivering), so
+/// a publisher whose message lands in a backlog past [`PACE_HIGH`] stops reading its socket until
+/// the backlog falls to [`PACE_LOW`]; TCP flow control then slows the publisher itself. A client that
+/// makes no progress for [`PACE_MAX_WAIT`] is marked stalled and paces nobody until it catches up,
+/// so one stuck subscriber cannot stop its publishers (or anyone else's traffic through them).
+#[derive(Default)]
+pub struct Pace {
+    drained: tokio::sync::Notify,
+    /// A publisher waits for this session's backlog to fall.
+    waiting: AtomicBool,
+    stalled: AtomicBool,
+}
+
+impl Pace {
+    fn release(&self) {
+        self.stalled.store(false, Ordering::Relaxed);
+        if self.waiting.swap(false, Ordering::AcqRel) {
+            self.drained.notify_waiters();
+        }
+    }
+}
+
 /// A session and the connection it is attached to, if any.
 pub struct Slot {
     inner: Mutex<SlotInner>,
     online: AtomicBool,
+    pace: Pace,
+}
+
+impl Slot {
+    fn new(session: Session) -> Slot {
+        Slot {
+            inner: Mutex::new(SlotInner {
+                session,
+                conn: None,
+            }),
+            online: AtomicBool::new(false),
+            pace: Pace::default(),
+        }
+    }
+}
+
+impl SlotInner {
+    /// Messages and packets this session's client has yet to be sent.
+    fn backlog(&self) -> usize {
+        match &self.conn {
+            Some(c) => self.session.queued_len() + c.pending.load(Ordering::Relaxed),
+            None => 0,
+        }
+    }
 }
 
 struct SlotInner {
@@ -157,12 +213,14 @@ pub struct Restore {
 }
 
 /// The result of routing one message.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct RouteOutcome {
     pub delivered: usize,
     pub dropped_full: usize,
     /// The store batches the message made; its acknowledgement waits for all of them.
     pub tickets: Vec<Arc<Ticket>>,
+    /// A receiving session whose backlog is past [`PACE_HIGH`].
+    congested: Option<Arc<Slot>>,
 }
 
 impl RouteOutcome {
@@ -231,13 +289,11 @@ impl Broker {
         let (slot, created) = match reg.get(&p.client_id) {
             Some(slot) => (slot.clone(), false),
             None => {
-                let slot = Arc::new(Slot {
-                    inner: Mutex::new(SlotInner {
-                        session: Session::new(p.client_id.clone(), p.protocol, self.cfg.clone()),
-                        conn: None,
-                    }),
-                    online: AtomicBool::new(false),
-                });
+                let slot = Arc::new(Slot::new(Session::new(
+                    p.client_id.clone(),
+                    p.protocol,
+                    self.cfg.clone(),
+                )));
                 reg.insert(p.client_id.clone(), slot.clone());
                 (slot, true)
             }
@@ -277,10 +333,53 @@ impl Broker {
         self.perform_unlocked(slot, later, now);
     }
 
-    /// Handle a packet from the client of `slot`.
-    pub fn handle_packet(&self, slot: &Arc<Slot>, packet: Packet, now: Millis) {
+    /// Handle a packet from the client of `slot`. Returns a session this client's message went to
+    /// whose backlog is too long: the caller should read nothing more from this client until
+    /// [`Broker::congested`] says otherwise (see [`Pace`]).
+    pub fn handle_packet(
+        &self,
+        slot: &Arc<Slot>,
+        packet: Packet,
+        now: Millis,
+    ) -> Option<Arc<Slot>> {
         let later = self.run(slot, &[], |s, out| s.handle_packet(packet, now, out));
-        self.perform_unlocked(slot, later, now);
+        self.perform_unlocked(slot, later, now)
+    }
+
+    /// Whether `target` still has a backlog its publishers should wait for. Registers the caller as
+    /// waiting, so `target.pace.drained` is notified once it falls.
+    pub fn congested(&self, target: &Slot) -> bool {
+        target.pace.waiting.store(true, Ordering::Release);
+        if target.pace.stalled.load(Ordering::Relaxed) {
+            return false;
+        }
+        let inner = target.inner.lock();
+        let busy = inner.backlog() > PACE_LOW;
+        drop(inner);
+        busy
+    }
+
+    /// A publisher waited [`PACE_MAX_WAIT`] for `target` in vain.
+    pub fn stalled(&self, target: &Slot) {
+        target.pace.stalled.store(true, Ordering::Relaxed);
+    }
+
+    /// The connection of `slot` wrote out what was pending: wake publishers waiting for its backlog.
+    pub fn written(&self, slot: &Slot) {
+        if slot.pace.waiting.load(Ordering::Acquire) || slot.pace.stalled.load(Ordering::Relaxed) {
+            let low = slot.inner.lock().backlog() <= PACE_LOW;
+            if low {
+                slot.pace.release();
+            }
+        }
+    }
+
+    /// The future a waiting publisher awaits: completes (at the latest) when `target`'s backlog
+    /// falls. Create it before checking [`Broker::congested`] so no wake-up is missed.
+    pub fn drained(target: &Slot) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut n = Box::pin(target.pace.drained.notified());
+        n.as_mut().enable();
+        n
     }
 
     /// Run `f` on the session with its lock held and perform the actions that must keep their order
@@ -292,6 +391,16 @@ impl Broker {
         gates: &[Arc<Ticket>],
         f: impl FnOnce(&mut Session, &mut Vec<Action>),
     ) -> Vec<Action> {
+        self.run_backlog(slot, gates, f).0
+    }
+
+    /// [`Broker::run`], also returning the session's backlog afterwards.
+    fn run_backlog(
+        &self,
+        slot: &Arc<Slot>,
+        gates: &[Arc<Ticket>],
+        f: impl FnOnce(&mut Session, &mut Vec<Action>),
+    ) -> (Vec<Action>, usize) {
         let mut later = Vec::new();
         let mut inner = slot.inner.lock();
         let mut out = Vec::new();
@@ -306,7 +415,20 @@ impl Broker {
         }
         self.perform_locked(&mut inner, slot, out, &mut later, &mut batch);
         self.commit(batch);
-        later
+        let backlog = inner.backlog();
+        drop(inner);
+        self.paced(slot, backlog);
+        (later, backlog)
+    }
+
+    /// After a change to `slot`: release the publishers waiting for it once its backlog is low.
+    fn paced(&self, slot: &Slot, backlog: usize) {
+        if backlog <= PACE_LOW
+            && (slot.pace.waiting.load(Ordering::Acquire)
+                || slot.pace.stalled.load(Ordering::Relaxed))
+        {
+            slot.pace.release();
+        }
     }
 
     /// Hand a batch to the store; its ticket completes when the store is done with it.
@@ -398,9 +520,10 @@ impl Broker {
                 Action::Publish { .. } | Action::EndSession => later.push(action),
             }
         }
-        if !inner.session.is_connected() {
+        if inner.conn.is_some() && !inner.session.is_connected() {
             inner.conn = None;
             slot.online.store(false, Ordering::Release);
+            slot.pace.release();
         }
     }
 
@@ -437,11 +560,23 @@ impl Broker {
 
     /// Perform what must happen without the session's lock: routing (it locks other sessions) and
     /// forgetting an ended session (it takes the registry lock).
-    fn perform_unlocked(&self, slot: &Arc<Slot>, actions: Vec<Action>, now: Millis) {
+    /// Returns a congested session a message of `slot`'s went to (see [`Broker::handle_packet`]).
+    fn perform_unlocked(
+        &self,
+        slot: &Arc<Slot>,
+        actions: Vec<Action>,
+        now: Millis,
+    ) -> Option<Arc<Slot>> {
+        let mut congested = None;
         for action in actions {
             match action {
                 Action::Publish { msg, ack, store } => {
-                    let outcome = self.route_with(msg, store, now);
+                    let mut outcome = self.route_with(msg, store, now);
+                    // Waiting for oneself would never end: the backlog drains through this very
+                    // connection's reads.
+                    if let Some(c) = outcome.congested.take().filter(|c| !Arc::ptr_eq(c, slot)) {
+                        congested = Some(c);
+                    }
                     if let Some(ack) = ack {
                         self.ack(slot, ack, outcome, now);
                     }
@@ -450,6 +585,7 @@ impl Broker {
                 _ => {}
             }
         }
+        congested
     }
 
     /// Acknowledge a routed publish. The PUBACK/PUBREC waits for every store batch the message made
@@ -520,11 +656,14 @@ impl Broker {
         if batch.class.is_none() {
             // Nothing of it is stored: deliver session by session.
             for (slot, deliveries) in targets {
-                for d in deliveries {
-                    let mut result = DeliverOutcome::Accepted;
-                    let later = self.run(&slot, &[], |s, out| result = s.deliver(d, now, out));
-                    debug_assert!(later.is_empty());
-                    count(result);
+                let mut results = Vec::new();
+                let (later, backlog) = self.run_backlog(&slot, &[], |s, out| {
+                    results.extend(deliveries.into_iter().map(|d| s.deliver(d, now, out)))
+                });
+                debug_assert!(later.is_empty());
+                results.into_iter().for_each(&mut count);
+                if backlog > PACE_HIGH && !slot.pace.stalled.load(Ordering::Relaxed) {
+                    outcome.congested = Some(slot);
                 }
             }
             return outcome;
@@ -550,6 +689,9 @@ impl Broker {
                 }
             }
             self.perform_locked(guard, slot, out, &mut later, &mut batch);
+            if guard.backlog() > PACE_HIGH && !slot.pace.stalled.load(Ordering::Relaxed) {
+                outcome.congested = Some(slot.clone());
+            }
         }
         self.commit(batch);
         drop(guards);
@@ -677,13 +819,7 @@ impl Broker {
             let mut out = Vec::new();
             let session =
                 Session::restore(client.clone(), restored, self.cfg.clone(), now, &mut out);
-            let slot = Arc::new(Slot {
-                inner: Mutex::new(SlotInner {
-                    session,
-                    conn: None,
-                }),
-                online: AtomicBool::new(false),
-            });
+            let slot = Arc::new(Slot::new(session));
             {
                 let inner = slot.inner.lock();
                 let mut subs = self.subs.write();

@@ -20,7 +20,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::auth::{ConnContext, PublishRate};
-use crate::broker::{now_millis, Broker, ConnHandle, Outbound};
+use crate::broker::{now_millis, Broker, ConnHandle, Outbound, Slot, PACE_MAX_WAIT};
 
 /// Stop batching writes past this many bytes.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -46,7 +46,7 @@ where
 /// Everything a settled connection needs for its life.
 struct Established<S> {
     conn: Connection<S>,
-    slot: Arc<crate::broker::Slot>,
+    slot: Arc<Slot>,
     generation: u64,
     rx: UnboundedReceiver<Outbound>,
     pending: Arc<std::sync::atomic::AtomicUsize>,
@@ -237,7 +237,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     async fn pump(
         &mut self,
         broker: &Broker,
-        slot: &Arc<crate::broker::Slot>,
+        slot: &Arc<Slot>,
         mut rx: UnboundedReceiver<Outbound>,
         pending: &std::sync::atomic::AtomicUsize,
         closing: &std::sync::atomic::AtomicBool,
@@ -245,7 +245,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     ) -> End {
         let far = Duration::from_secs(86_400 * 365);
         let mut deadline = Instant::now() + keep_alive.unwrap_or(far);
+        // Set while a session this client publishes to has too long a backlog (see `Pace`): nothing
+        // more is read from the socket until it falls or the wait times out.
+        let mut paused: Option<(Arc<Slot>, Instant)> = None;
         loop {
+            // Registered before `congested` looks, so a release in between is not missed.
+            let target = paused.as_ref().map(|(t, _)| t.clone());
+            let drained = target.as_deref().map(Broker::drained);
+            if let Some(target) = &target {
+                if !broker.congested(target) {
+                    paused = None;
+                    if let Some(ka) = keep_alive {
+                        deadline = Instant::now() + ka;
+                    }
+                    if let Err(end) = self
+                        .handle_buffered(broker, slot, closing, &mut paused)
+                        .await
+                    {
+                        return end;
+                    }
+                    continue;
+                }
+            }
+            let pause_until = paused.as_ref().map_or(deadline, |(_, until)| *until);
             tokio::select! {
                 biased;
                 out = rx.recv() => {
@@ -254,14 +276,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                         pending.fetch_sub(1, Ordering::Relaxed);
                         match out {
                             Outbound::Wait(ticket) => {
-                                if ticket.is_pending() && !self.wbuf.is_empty() {
-                                    broker.stats.bytes_sent.fetch_add(self.wbuf.len() as u64, Ordering::Relaxed);
-                                    if self.stream.write_all(&self.wbuf).await.is_err()
-                        || self.stream.flush().await.is_err()
-                    {
-                                        return End::Io;
-                                    }
-                                    self.wbuf.clear();
+                                if ticket.is_pending()
+                                    && !self.wbuf.is_empty()
+                                    && self.flush_wbuf(broker).await.is_err()
+                                {
+                                    return End::Io;
                                 }
                                 let failed = ticket.wait().await.err().map(|e| match e {
                                     StoreError::QuotaExceeded { .. } => ReasonCode::QUOTA_EXCEEDED,
@@ -279,7 +298,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                             }
                             Outbound::Packet(p) => {
                                 self.after_wait = false;
-                                if let Some(p) = self.gated(*p) {
+                                if let Some(p) = self.gated(p) {
                                     self.encode(&p);
                                 }
                             }
@@ -296,19 +315,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                             Err(_) => break,
                         }
                     }
-                    broker.stats.bytes_sent.fetch_add(self.wbuf.len() as u64, Ordering::Relaxed);
-                    if self.stream.write_all(&self.wbuf).await.is_err()
-                        || self.stream.flush().await.is_err()
-                    {
+                    if self.flush_wbuf(broker).await.is_err() {
                         return End::Io;
                     }
-                    self.wbuf.clear();
+                    broker.written(slot);
                     if self.close_after_write {
                         self.close_with(None).await;
                         return End::ClosedByServer;
                     }
                 }
-                read = self.stream.read_buf(&mut self.rbuf) => {
+                read = self.stream.read_buf(&mut self.rbuf), if paused.is_none() => {
                     match read {
                         Ok(0) => return End::ClosedByPeer,
                         Err(_) => return End::Io,
@@ -319,34 +335,87 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     if let Some(ka) = keep_alive {
                         deadline = Instant::now() + ka;
                     }
-                    loop {
-                        match decode_packet(&mut self.rbuf, self.version, self.max_packet) {
-                            Ok(Some(packet)) => {
-                                if matches!(packet, Packet::Publish(_))
-                                    && self.publish_rate.as_mut().is_some_and(|r| !r.take())
-                                {
-                                    broker.stats.publish_rate_exceeded.fetch_add(1, Ordering::Relaxed);
-                                    self.close_with(Some(ReasonCode::MESSAGE_RATE_TOO_HIGH)).await;
-                                    return End::Malformed;
-                                }
-                                broker.handle_packet(slot, packet, now_millis());
-                                // Stop reading at once after a protocol violation or DISCONNECT.
-                                if closing.load(Ordering::Relaxed) {
-                                    break;
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                debug!(error = %e, "bad packet");
-                                self.close_with(Some(e.reason_code())).await;
-                                return End::Malformed;
-                            }
-                        }
+                    if let Err(end) = self.handle_buffered(broker, slot, closing, &mut paused).await {
+                        return end;
                     }
                 }
-                _ = sleep_until(deadline), if keep_alive.is_some() => {
+                _ = async { drained.expect("paused").await }, if drained.is_some() => {
+                    // Checked again at the top of the loop.
+                }
+                _ = sleep_until(pause_until), if paused.is_some() => {
+                    if let Some((target, _)) = paused.take() {
+                        debug!("a subscriber made no progress for {PACE_MAX_WAIT:?}: no longer pacing for it");
+                        broker.stalled(&target);
+                    }
+                    if let Some(ka) = keep_alive {
+                        deadline = Instant::now() + ka;
+                    }
+                    if let Err(end) = self.handle_buffered(broker, slot, closing, &mut paused).await {
+                        return end;
+                    }
+                }
+                // Not while paused: the client is active, the server is just not reading it.
+                _ = sleep_until(deadline), if keep_alive.is_some() && paused.is_none() => {
                     self.close_with(Some(ReasonCode::KEEP_ALIVE_TIMEOUT)).await;
                     return End::KeepAlive;
+                }
+            }
+        }
+    }
+
+    async fn flush_wbuf(&mut self, broker: &Broker) -> std::io::Result<()> {
+        broker
+            .stats
+            .bytes_sent
+            .fetch_add(self.wbuf.len() as u64, Ordering::Relaxed);
+        self.stream.write_all(&self.wbuf).await?;
+        self.stream.flush().await?;
+        self.wbuf.clear();
+        Ok(())
+    }
+
+    /// Handle the complete packets in the read buffer, in order. Stops early once the server is
+    /// closing the connection, or when a message went to a congested session: `paused` is then set
+    /// and the rest waits.
+    async fn handle_buffered(
+        &mut self,
+        broker: &Broker,
+        slot: &Arc<Slot>,
+        closing: &std::sync::atomic::AtomicBool,
+        paused: &mut Option<(Arc<Slot>, Instant)>,
+    ) -> Result<(), End> {
+        // One clock reading for what arrived together: the clock is a measurable share of the work
+        // per packet, and millisecond precision is all the session needs.
+        let now = now_millis();
+        loop {
+            match decode_packet(&mut self.rbuf, self.version, self.max_packet) {
+                Ok(Some(packet)) => {
+                    if matches!(packet, Packet::Publish(_))
+                        && self.publish_rate.as_mut().is_some_and(|r| !r.take())
+                    {
+                        broker
+                            .stats
+                            .publish_rate_exceeded
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.close_with(Some(ReasonCode::MESSAGE_RATE_TOO_HIGH))
+                            .await;
+                        return Err(End::Malformed);
+                    }
+                    let congested = broker.handle_packet(slot, packet, now);
+                    // Stop reading at once after a protocol violation or DISCONNECT.
+                    if closing.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    if let Some(target) = congested {
+                        *paused = Some((target, Instant::now() + PACE_MAX_WAIT));
+                        return Ok(());
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    debug!(error = %e, "bad packet");
+                    self.close_with(Some(e.reason_code())).await;
+                    return Err(End::Malformed);
                 }
             }
         }
@@ -361,35 +430,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     /// What may be sent after a failed store commit: no acknowledgement of anything that was not
     /// stored (DESIGN.md, "Failures"). v5 acks carry the error, 3.1.1 acks are withheld, forwards of the
     /// unstored message wait for the client's next connection, and a CONNACK refuses the session.
-    fn gated(&mut self, p: Packet) -> Option<Packet> {
+    fn gated(&mut self, mut p: Box<Packet>) -> Option<Box<Packet>> {
         let Some(reason) = self.gate_failed else {
             return Some(p);
         };
         let v5 = self.version.is_v5();
-        match p {
-            Packet::PubAck(mut r) if v5 => {
-                r.reason = reason;
-                Some(Packet::PubAck(r))
-            }
-            Packet::PubRec(mut r) if v5 => {
-                r.reason = reason;
-                Some(Packet::PubRec(r))
-            }
-            Packet::PubAck(_) | Packet::PubRec(_) | Packet::Publish(_) => None,
-            Packet::SubAck(mut a) => {
-                a.reasons
-                    .iter_mut()
-                    .for_each(|r| *r = ReasonCode::UNSPECIFIED_ERROR);
-                Some(Packet::SubAck(a))
-            }
-            Packet::ConnAck(mut a) => {
+        match &mut *p {
+            Packet::PubAck(r) | Packet::PubRec(r) if v5 => r.reason = reason,
+            Packet::PubAck(_) | Packet::PubRec(_) | Packet::Publish(_) => return None,
+            Packet::SubAck(a) => a
+                .reasons
+                .iter_mut()
+                .for_each(|r| *r = ReasonCode::UNSPECIFIED_ERROR),
+            Packet::ConnAck(a) => {
                 a.session_present = false;
                 a.reason = ReasonCode::SERVER_UNAVAILABLE;
                 self.close_after_write = true;
-                Some(Packet::ConnAck(a))
             }
-            other => Some(other),
+            _ => {}
         }
+        Some(p)
     }
 
     /// Close from the server side; MQTT 5 clients are told why first [MQTT-4.13.1-1].

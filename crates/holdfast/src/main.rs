@@ -19,6 +19,9 @@ use cli::{Cli, Command, ServeArgs};
 /// Exit code for an invalid command line or config file (clap uses it for usage errors too).
 const EXIT_CONFIG: u8 = 2;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
