@@ -114,59 +114,74 @@ async fn accept_loop(a: Accept, listener: TcpListener) {
 }
 
 /// Runs the transport's handshake, then the MQTT connection.
+///
+/// This future is the task of every connection for its whole life, so it stays small: each
+/// transport's work runs in a boxed future of its own, sized for that transport only. (Values moved
+/// into a future before an await still take room in the enclosing state machine, so they are kept
+/// out of this one.)
 async fn handshake(a: Accept, stream: TcpStream, peer: SocketAddr) {
-    let limit = a.security.limits().connect_timeout;
     let (ip_guard, ip_refusal) = a.security.admit(peer.ip(), &a.broker.stats);
     if ip_refusal.is_some() && a.security.far_over_limit(peer.ip()) {
         return; // not worth a handshake and a CONNECT to refuse
     }
-    let ctx = |cert_identity| ConnContext {
+    let ctx = ConnContext {
         security: a.security.clone(),
-        cert_identity,
+        cert_identity: None,
         ip_guard,
         ip_refusal,
     };
-    // Each transport's connection future is boxed: the task otherwise reserves room for the largest
-    // of them (WebSocket over TLS) even for a plain TCP connection, which idle connections pay for.
-    match (&a.tls, a.protocol.is_websocket()) {
-        (None, false) => {
+    match (a.tls.is_some(), a.protocol.is_websocket()) {
+        (false, false) => {
             Box::pin(connection::serve_connection(
                 a.broker.clone(),
                 stream,
                 peer,
-                ctx(None),
+                ctx,
             ))
             .await
         }
-        (None, true) => {
-            if let Some(ws) = Box::pin(upgrade(&a, stream, peer, limit)).await {
-                Box::pin(connection::serve_connection(
-                    a.broker.clone(),
-                    ws,
-                    peer,
-                    ctx(None),
-                ))
-                .await
-            }
-        }
-        (Some(cell), websocket) => {
-            let tls = match timeout(limit, Box::pin(cell.acceptor().accept(stream))).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return failed(&a, peer, "TLS handshake failed", &e),
-                Err(_) => return failed(&a, peer, "TLS handshake timed out", &"timeout"),
-            };
-            let identity = tls::cert_identity(tls.get_ref().1.peer_certificates());
-            if websocket {
-                if let Some(ws) = Box::pin(upgrade(&a, tls, peer, limit)).await {
-                    let conn =
-                        connection::serve_connection(a.broker.clone(), ws, peer, ctx(identity));
-                    Box::pin(conn).await
-                }
-            } else {
-                let conn = connection::serve_connection(a.broker.clone(), tls, peer, ctx(identity));
-                Box::pin(conn).await
-            }
-        }
+        (false, true) => Box::pin(serve_ws(a, stream, peer, ctx)).await,
+        (true, _) => Box::pin(serve_tls(a, stream, peer, ctx)).await,
+    }
+}
+
+async fn serve_ws<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    a: Accept,
+    stream: S,
+    peer: SocketAddr,
+    ctx: ConnContext,
+) {
+    let limit = a.security.limits().connect_timeout;
+    if let Some(ws) = Box::pin(upgrade(&a, stream, peer, limit)).await {
+        Box::pin(connection::serve_connection(
+            a.broker.clone(),
+            ws,
+            peer,
+            ctx,
+        ))
+        .await
+    }
+}
+
+async fn serve_tls(a: Accept, stream: TcpStream, peer: SocketAddr, mut ctx: ConnContext) {
+    let Some(cell) = a.tls.clone() else { return };
+    let limit = a.security.limits().connect_timeout;
+    let tls = match timeout(limit, Box::pin(cell.acceptor().accept(stream))).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return failed(&a, peer, "TLS handshake failed", &e),
+        Err(_) => return failed(&a, peer, "TLS handshake timed out", &"timeout"),
+    };
+    ctx.cert_identity = tls::cert_identity(tls.get_ref().1.peer_certificates());
+    if a.protocol.is_websocket() {
+        Box::pin(serve_ws(a, tls, peer, ctx)).await
+    } else {
+        Box::pin(connection::serve_connection(
+            a.broker.clone(),
+            tls,
+            peer,
+            ctx,
+        ))
+        .await
     }
 }
 
