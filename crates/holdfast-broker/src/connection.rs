@@ -340,7 +340,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     }
                 }
                 _ = async { drained.expect("paused").await }, if drained.is_some() => {
-                    // Checked again at the top of the loop.
+                    // The backlog fell to the low mark since this publisher began to wait. Every
+                    // publisher woken goes on (at least to its next message) even if others filled
+                    // the backlog again first: the first to run must not starve the rest.
+                    paused = None;
+                    if let Some(ka) = keep_alive {
+                        deadline = Instant::now() + ka;
+                    }
+                    if let Err(end) = self.handle_buffered(broker, slot, closing, &mut paused).await {
+                        return end;
+                    }
                 }
                 _ = sleep_until(pause_until), if paused.is_some() => {
                     if let Some((target, _)) = paused.take() {
