@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use holdfast_core::Durability;
-use holdfast_store::{LogOptions, LogStore, MemoryStore, Store, StoreError};
+use holdfast_store::{DirLock, LogOptions, LogStore, MemoryStore, Store, StoreError};
 
 use crate::broker::{now_millis, Broker};
 use crate::config::{Config, QuotaPolicy, StorageConfig};
@@ -55,7 +55,7 @@ pub enum ServeError {
 
 /// The store, the lock held on its data directory (none for a memory store), and how long recovery
 /// took.
-type OpenedStore = (Arc<dyn Store>, Option<std::fs::File>, Duration);
+type OpenedStore = (Arc<dyn Store>, Option<DirLock>, Duration);
 
 /// Open the store the configuration asks for: none on disk when every class is volatile. The data
 /// directory is locked for the life of the process: two brokers writing one log would corrupt it.
@@ -71,18 +71,7 @@ fn open_store(storage: &StorageConfig) -> Result<OpenedStore, ServeError> {
         dir: storage.data_dir.clone(),
         source,
     };
-    let io = |e: std::io::Error| store_error(StoreError::Io(e.to_string()));
-    std::fs::create_dir_all(&storage.data_dir).map_err(io)?;
-    let lock = std::fs::File::create(storage.data_dir.join("LOCK")).map_err(io)?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let busy =
-                "another process (a running holdfast?) holds the lock on this data directory";
-            return Err(store_error(StoreError::Io(busy.into())));
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
-    }
+    let lock = holdfast_store::lock_dir(&storage.data_dir).map_err(store_error)?;
     let opts = LogOptions {
         flush_interval: storage.flush_interval,
         max_bytes: storage.max_bytes,
@@ -128,7 +117,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (store, _lock, recovery) = open_store(&config.storage)?;
-    let state = store.load();
+    let state = store.load_shared();
     let (security, core) = auth::load(&config)?;
     let broker = Arc::new(Broker::new(core, config.max_connections, store));
     broker

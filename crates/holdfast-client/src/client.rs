@@ -9,7 +9,7 @@ use bytes::Bytes;
 use holdfast_core::persist::SessionRecord;
 use holdfast_core::Durability;
 use holdfast_proto::{Properties, QoS, SubscriptionOptions};
-use holdfast_store::{LogOptions, LogStore, Store};
+use holdfast_store::{LogOptions, LogStore, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::eventloop::{Command, EventLoop};
@@ -170,8 +170,13 @@ impl Client {
                 let store_err = |e: &dyn std::fmt::Display| {
                     ClientError::Store(format!("persistence directory {}: {e}", dir.display()))
                 };
-                std::fs::create_dir_all(dir).map_err(|e| store_err(&e))?;
-                lock = Some(lock_dir(dir)?);
+                // Held (flock) until the client ends, so two processes never write one log; the OS
+                // releases it with the process, also on `kill -9`.
+                let dir_lock = holdfast_store::lock_dir(dir).map_err(|e| match e {
+                    StoreError::Locked(dir) => ClientError::Locked(dir),
+                    e => store_err(&e),
+                })?;
+                lock = Some(dir_lock.into_file());
                 let (store, report) =
                     LogStore::open(dir, LogOptions::default()).map_err(|e| store_err(&e))?;
                 tracing::debug!(dir = %dir.display(), "client store opened: {report}");
@@ -351,22 +356,5 @@ impl Client {
         self.send(Command::Disconnect { reply })?;
         let _ = rx.await;
         Ok(())
-    }
-}
-
-/// Locks `dir` for this process: its `LOCK` file, held locked (flock) until the client ends, as
-/// the broker does with its data directory, so two processes never write one log. The lock goes
-/// with the process, also on `kill -9`.
-fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, ClientError> {
-    let path = dir.join("LOCK");
-    let file = std::fs::File::create(&path)
-        .map_err(|e| ClientError::Store(format!("{}: {e}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ClientError::Locked(dir.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => Err(ClientError::Store(format!(
-            "cannot lock {}: {e}",
-            path.display()
-        ))),
     }
 }

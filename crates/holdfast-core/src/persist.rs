@@ -171,6 +171,57 @@ impl StoredMessage {
     }
 }
 
+/// Rebuilds routed messages from stored ones, at start and by the million: consecutive messages with
+/// the same topic (most of a queue) share one allocation of it and one look-up of its durability
+/// class, and consecutive ones from the same publisher share its name.
+pub struct MessageRebuilder<'a> {
+    cfg: &'a crate::CoreConfig,
+    topic: Option<(std::sync::Arc<str>, crate::Durability)>,
+    publisher: Option<crate::ClientId>,
+}
+
+impl<'a> MessageRebuilder<'a> {
+    pub fn new(cfg: &'a crate::CoreConfig) -> MessageRebuilder<'a> {
+        MessageRebuilder {
+            cfg,
+            topic: None,
+            publisher: None,
+        }
+    }
+
+    /// What [`StoredMessage::into_message`] gives, from a borrowed message.
+    pub fn message(&mut self, m: &StoredMessage) -> crate::Message {
+        let (topic, durability) = match &self.topic {
+            Some((t, d)) if **t == *m.topic => (t.clone(), *d),
+            _ => {
+                let t: std::sync::Arc<str> = m.topic.as_str().into();
+                let d = self.cfg.durability.for_topic(&t);
+                self.topic = Some((t.clone(), d));
+                (t, d)
+            }
+        };
+        let publisher = m.publisher.as_deref().map(|p| match &self.publisher {
+            Some(x) if **x == *p => x.clone(),
+            _ => {
+                let x: crate::ClientId = p.into();
+                self.publisher = Some(x.clone());
+                x
+            }
+        });
+        crate::Message {
+            durability,
+            topic,
+            payload: m.payload.clone(),
+            qos: holdfast_proto::QoS::from_u8(m.qos).unwrap_or(holdfast_proto::QoS::AtLeastOnce),
+            retain: m.retain,
+            properties: m.properties.clone(),
+            expires_at: m.expires_at,
+            publisher,
+            stored: None,
+        }
+    }
+}
+
 impl StoredWill {
     pub fn from_will(w: &holdfast_proto::Will) -> StoredWill {
         StoredWill {

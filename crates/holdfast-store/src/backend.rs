@@ -18,6 +18,12 @@ pub trait Backend: Send + Sync + Debug {
     fn open(&self, path: &Path) -> io::Result<Box<dyn BackendFile>>;
     /// Up to `max` bytes from the start of the file (all of it if `None`).
     fn read(&self, path: &Path, max: Option<u64>) -> io::Result<Vec<u8>>;
+    /// All of the file, into `buf` (replacing what it held): recovery reuses one buffer for every
+    /// segment rather than touching fresh memory for each.
+    fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
+        *buf = self.read(path, None)?;
+        Ok(())
+    }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes creations, renames and removals in `dir` durable.
@@ -97,6 +103,15 @@ impl Backend for FsBackend {
             }
         }
         Ok(buf)
+    }
+
+    fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        buf.clear();
+        buf.reserve(len as usize);
+        file.read_to_end(buf)?;
+        Ok(())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

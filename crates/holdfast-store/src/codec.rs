@@ -3,7 +3,7 @@
 //! field that is set is kept. Decoding is strict: anything out of place is an error, so damage that
 //! slips past the checksum is still caught.
 
-use bytes::{BufMut, Bytes};
+use bytes::{BufMut, Bytes, BytesMut};
 use holdfast_proto::Properties;
 
 pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
@@ -247,5 +247,34 @@ impl Reader<'_> {
             }
         }
         Ok(p)
+    }
+}
+
+/// Copies small payloads read back from the log into shared blocks: one allocation per block
+/// instead of one per message, and clones that only count references (a `Bytes` made from a `Vec`
+/// allocates again when first cloned). A block is freed with the last payload in it, so what stays
+/// pinned is at most the payload bytes a start restored.
+#[derive(Default)]
+pub(crate) struct PayloadArena {
+    block: BytesMut,
+}
+
+impl PayloadArena {
+    const BLOCK: usize = 8 << 10;
+    /// Larger payloads get their own allocation.
+    const MAX_SHARED: usize = 1 << 10;
+
+    pub(crate) fn copy(&mut self, b: &[u8]) -> Bytes {
+        if b.is_empty() {
+            return Bytes::new();
+        }
+        if b.len() > Self::MAX_SHARED {
+            return Bytes::copy_from_slice(b);
+        }
+        if self.block.capacity() - self.block.len() < b.len() {
+            self.block = BytesMut::with_capacity(Self::BLOCK);
+        }
+        self.block.extend_from_slice(b);
+        self.block.split().freeze()
     }
 }

@@ -39,8 +39,10 @@ pub(crate) struct Shared {
     pub queue: Mutex<Queue>,
     pub wake: Condvar,
     pub stats: Mutex<StoreStats>,
-    /// The state the log holds, for `load` and for snapshots.
-    pub mirror: Mutex<StoredState>,
+    /// The state the log holds, for `load` and for snapshots. Shared with whoever took it with
+    /// `load_shared` (the broker, at start): the committer copies it only if it must change it while
+    /// that copy is still held.
+    pub mirror: Mutex<Arc<StoredState>>,
 }
 
 pub(crate) struct Committer {
@@ -56,8 +58,9 @@ pub(crate) struct Committer {
     /// Since when written data waits for an fsync.
     pub unsynced_since: Option<Instant>,
     pub buf: Vec<u8>,
-    /// Bytes a snapshot of the mirror would take (see `live.rs`).
-    pub live: i64,
+    /// Bytes a snapshot of the mirror would take (see `live.rs`); `None` until counted, which the
+    /// committer does first thing, off the caller's start-up path.
+    pub live: Option<i64>,
     pub scratch: Vec<u8>,
 }
 
@@ -107,6 +110,13 @@ fn adds_data(state: &StoredState, ops: &[Op]) -> bool {
 
 impl Committer {
     pub fn run(mut self) {
+        if self.live.is_none() {
+            let mirror = self.shared.mirror.lock().clone();
+            let live = live::state_bytes(&mirror) as i64;
+            drop(mirror);
+            self.live = Some(live);
+            self.shared.stats.lock().live_bytes = live as u64;
+        }
         loop {
             let (group, closing) = {
                 let mut q = self.shared.queue.lock();
@@ -188,6 +198,7 @@ impl Committer {
         // always pass, so a full store can still drain; compaction keeps the log within about twice
         // the live state.
         let mut growth = 0i64;
+        let live = self.live();
         {
             let mirror = self.shared.mirror.lock();
             for b in &mut batches {
@@ -199,7 +210,7 @@ impl Committer {
                         .iter()
                         .map(|op| live::delta(&mirror, op, &mut self.scratch))
                         .sum();
-                    if delta > 0 && self.live + growth + delta > self.max_bytes as i64 {
+                    if delta > 0 && live + growth + delta > self.max_bytes as i64 {
                         b.outcome = Err(StoreError::QuotaExceeded {
                             max: self.max_bytes,
                         });
@@ -286,20 +297,23 @@ impl Committer {
         self.apply_and_complete(rest);
     }
 
-    fn apply_and_complete(&mut self, batches: Vec<Pending>) {
+    fn apply_and_complete(&mut self, mut batches: Vec<Pending>) {
+        let mut live = self.live();
         {
-            let mut mirror = self.shared.mirror.lock();
-            for b in batches.iter().filter(|b| b.outcome.is_ok()) {
-                for op in &b.ops {
-                    self.live += live::delta(&mirror, op, &mut self.scratch);
-                    mirror.apply(op);
+            let mut guard = self.shared.mirror.lock();
+            let mirror = Arc::make_mut(&mut guard);
+            for b in batches.iter_mut().filter(|b| b.outcome.is_ok()) {
+                for op in std::mem::take(&mut b.ops) {
+                    live += live::delta(mirror, &op, &mut self.scratch);
+                    mirror.apply_owned(op);
                 }
             }
         }
+        self.live = Some(live);
         {
             let mut stats = self.shared.stats.lock();
             stats.batches += batches.iter().filter(|b| b.outcome.is_ok()).count() as u64;
-            stats.live_bytes = self.live.max(0) as u64;
+            stats.live_bytes = live.max(0) as u64;
             for b in batches.iter().filter(|b| b.outcome.is_ok()) {
                 stats
                     .commit_seconds
@@ -345,14 +359,15 @@ impl Committer {
     fn compact(&mut self) -> Result<(), StoreError> {
         let before = self.segs.active_seq;
         let result = {
-            let mut mirror = self.shared.mirror.lock();
+            let mut guard = self.shared.mirror.lock();
+            let mirror = Arc::make_mut(&mut guard);
             mirror.collect_garbage();
-            self.segs.write_snapshot(&mirror)
+            self.segs.write_snapshot(mirror)
         };
         match result {
             Ok(()) => {
                 self.unsynced_since = None;
-                self.live = self.segs.snapshot_bytes as i64;
+                self.live = Some(self.segs.snapshot_bytes as i64);
                 let mut stats = self.shared.stats.lock();
                 stats.compactions += 1;
                 stats.fsyncs += 1;
@@ -377,7 +392,7 @@ impl Committer {
         let total = self.segs.total_bytes();
         // Compact once at least half the log is garbage and it is more than a segment, or more than
         // the quota: the log stays within about twice the live state.
-        let due = total > 2 * self.live.max(0) as u64
+        let due = total > 2 * self.live().max(0) as u64
             && (total > self.segs.segment_size || (self.max_bytes > 0 && total > self.max_bytes));
         if due && Instant::now() >= self.retry_at && self.compact().is_err() {
             self.retry_at = Instant::now() + MAX_BACKOFF;
@@ -402,6 +417,11 @@ impl Committer {
                 self.set_broken(e.to_string());
             }
         }
+    }
+
+    /// The live byte count, once `run` has counted it.
+    fn live(&self) -> i64 {
+        self.live.unwrap_or(0)
     }
 
     fn update_stats(&self) {

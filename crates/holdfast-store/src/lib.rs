@@ -21,6 +21,7 @@ mod codec;
 mod committer;
 mod faulty;
 mod live;
+mod lock;
 mod log;
 mod memory;
 mod record;
@@ -34,6 +35,7 @@ pub use check::{check, CheckReport, SyncRate};
 pub use faulty::{CrashMode, FaultyBackend};
 pub use holdfast_core::persist::{Op, OutEntry, SessionRecord, StoredMessage, StoredWill};
 pub use holdfast_core::Durability;
+pub use lock::{lock_dir, DirLock, LOCK_FILE};
 pub use log::{LogOptions, LogStore};
 pub use memory::MemoryStore;
 pub use recovery::{CorruptRecord, RecoveryReport, StateCounts};
@@ -49,6 +51,9 @@ pub enum StoreError {
     QuotaExceeded { max: u64 },
     #[error("store is closed")]
     Closed,
+    /// Another process holds the lock on the data directory ([`lock_dir`]).
+    #[error("{} is in use by another process (its LOCK file is locked)", .0.display())]
+    Locked(std::path::PathBuf),
 }
 
 /// Called once a committed batch is as durable as asked, or failed. Runs on the committer thread:
@@ -133,8 +138,14 @@ pub trait Store: Send + Sync {
     /// Queue a batch. `done` (if any) is called when the batch is durable as `durability` asks, in
     /// commit order. `Volatile` batches are not recorded at all and complete at once.
     fn commit(&self, ops: Vec<Op>, durability: Durability, done: Option<Completion>);
-    /// The state recorded so far (after recovery, at start).
+    /// The state recorded so far (after recovery, at start): a copy.
     fn load(&self) -> StoredState;
+    /// The state recorded so far, shared instead of copied: what a start wants, since it reads the
+    /// state once and drops it. The durable store copies its own state only if a commit changes it
+    /// while this is still held, so drop it before committing.
+    fn load_shared(&self) -> std::sync::Arc<StoredState> {
+        std::sync::Arc::new(self.load())
+    }
     fn stats(&self) -> StoreStats;
     /// Write and fsync everything pending; used at shutdown.
     fn close(&self);

@@ -8,20 +8,16 @@ use crate::{Op, StoredState};
 
 /// Bytes of a snapshot of `state` (without its framing).
 pub(crate) fn state_bytes(state: &StoredState) -> u64 {
-    let mut total = 0u64;
-    let mut buf = Vec::new();
-    // One record: all but its framing is ops.
-    let ops = record::encode_state(state, &mut buf, usize::MAX, 1 << 16, |b| {
-        total += b.len() as u64;
+    // Encoded a piece at a time into one small buffer: only the sizes are wanted.
+    const PIECE: usize = 64 << 10;
+    let mut ops = 0u64;
+    let mut buf = Vec::with_capacity(2 * PIECE);
+    let _ = record::encode_state(state, &mut buf, PIECE, PIECE, |b| {
+        ops += record::batch_op_bytes(b);
         b.clear();
         Ok::<_, ()>(())
     });
-    let framing = (record::RECORD_HEADER_LEN + 5) as u64;
-    if ops.unwrap_or(0) > 0 {
-        total - framing
-    } else {
-        0
-    }
+    ops
 }
 
 fn len(scratch: &mut Vec<u8>, put: impl FnOnce(&mut Vec<u8>)) -> i64 {
@@ -148,6 +144,34 @@ pub(crate) fn delta(state: &StoredState, op: &Op, s: &mut Vec<u8>) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test] // counted a piece at a time, it is what one record of the whole state would hold
+    fn a_large_state_is_counted_across_pieces() {
+        let mut state = StoredState::default();
+        let ops = crate::record::tests::every_op();
+        for i in 0..2000u64 {
+            for op in &ops {
+                let mut op = op.clone();
+                match &mut op {
+                    Op::PutMessage { id, .. } => *id = id.wrapping_add(i * 10),
+                    Op::PutOutbound { seq, entry, .. } => {
+                        *seq = seq.wrapping_add(i);
+                        entry.message_id = entry.message_id.wrapping_add(i * 10);
+                    }
+                    _ => {}
+                }
+                state.apply_owned(op);
+            }
+        }
+        let mut whole = Vec::new();
+        record::encode_state(&state, &mut whole, usize::MAX, usize::MAX, |_| {
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        assert!(whole.len() > 4 * (64 << 10));
+        let framing = record::RECORD_HEADER_LEN + 5;
+        assert_eq!(state_bytes(&state), (whole.len() - framing) as u64);
+    }
 
     #[test]
     fn the_running_count_matches_a_fresh_one() {

@@ -10,7 +10,6 @@ use parking_lot::Mutex;
 
 use crate::backend::{Backend, FsBackend};
 use crate::committer::{Committer, Request, Shared};
-use crate::live;
 use crate::recovery::{self, RecoveryReport};
 use crate::{Completion, Durability, Op, Store, StoreError, StoreStats, StoredState};
 
@@ -61,16 +60,17 @@ impl LogStore {
     pub fn open(dir: &Path, opts: LogOptions) -> Result<(LogStore, RecoveryReport), StoreError> {
         let recovered = recovery::recover(opts.backend.clone(), dir, opts.segment_size.max(1))?;
         let report = recovered.report;
-        let live = match report.snapshot_written {
-            true => recovered.segments.snapshot_bytes,
-            false => live::state_bytes(&recovered.state),
-        };
+        // Counting the live bytes means encoding the whole state: the committer does it, while the
+        // caller rebuilds its own state from `load_shared`.
+        let live = report
+            .snapshot_written
+            .then_some(recovered.segments.snapshot_bytes);
         tracing::debug!(dir = %dir.display(), "{report}");
         let shared = Arc::new(Shared::default());
-        *shared.mirror.lock() = recovered.state;
+        *shared.mirror.lock() = Arc::new(recovered.state);
         *shared.stats.lock() = StoreStats {
             disk_bytes: recovered.segments.total_bytes(),
-            live_bytes: live,
+            live_bytes: live.unwrap_or(0),
             corrupt_records_skipped: report.corrupt_records.len() as u64,
             torn_bytes_truncated: report.torn_bytes_truncated,
             compactions: u64::from(report.snapshot_written),
@@ -93,7 +93,7 @@ impl LogStore {
             backoff: Duration::from_millis(10),
             unsynced_since: None,
             buf: Vec::new(),
-            live: live as i64,
+            live: live.map(|l| l as i64),
             scratch: Vec::new(),
         };
         let thread = std::thread::Builder::new()
@@ -162,6 +162,10 @@ impl Store for LogStore {
     }
 
     fn load(&self) -> StoredState {
+        StoredState::clone(&self.shared.mirror.lock())
+    }
+
+    fn load_shared(&self) -> Arc<StoredState> {
         self.shared.mirror.lock().clone()
     }
 

@@ -37,8 +37,8 @@ impl Store for MemoryStore {
         } else {
             if durability != Durability::Volatile {
                 let mut state = self.state.lock();
-                for op in &ops {
-                    state.apply(op);
+                for op in ops {
+                    state.apply_owned(op);
                 }
                 self.stats.lock().batches += 1;
             }

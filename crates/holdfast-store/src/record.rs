@@ -15,7 +15,9 @@
 use bytes::BufMut;
 
 pub(crate) use crate::codec::put_varint;
-use crate::codec::{put_bool, put_bytes, put_opt_varint, put_properties, put_str, Reader};
+use crate::codec::{
+    put_bool, put_bytes, put_opt_varint, put_properties, put_str, PayloadArena, Reader,
+};
 
 use crate::{Op, OutEntry, SessionRecord, StoredMessage, StoredState, StoredWill};
 
@@ -146,8 +148,39 @@ fn finish_record(buf: &mut [u8], start: usize) {
     buf[start + 5..start + 9].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Bytes of ops in `buf`, a run of complete batch records (their framing left out).
+pub(crate) fn batch_op_bytes(buf: &[u8]) -> u64 {
+    let mut total = 0;
+    let mut pos = 0;
+    while pos + RECORD_HEADER_LEN <= buf.len() {
+        let len = u32::from_le_bytes(buf[pos + 1..pos + 5].try_into().unwrap()) as usize;
+        // The body starts with its kind and the op count.
+        total += len.saturating_sub(5) as u64;
+        pos += RECORD_HEADER_LEN + len;
+    }
+    total
+}
+
 /// Reads the record at `pos`: the record and the offset after it.
+#[cfg(test)]
 pub(crate) fn read_record(buf: &[u8], pos: usize) -> Result<(Record, usize), Bad> {
+    let mut ops = Vec::new();
+    let (record, next) = read_record_in(buf, pos, &mut PayloadArena::default(), &mut ops)?;
+    match record {
+        Record::Batch(_) => Ok((Record::Batch(ops), next)),
+        other => Ok((other, next)),
+    }
+}
+
+/// [`read_record`] for replay: a batch's ops are appended to `ops` (all of them, or none if the
+/// record is bad) and `Record::Batch` comes back empty, so no vector is allocated per record; message
+/// payloads are copied into `arena`.
+pub(crate) fn read_record_in(
+    buf: &[u8],
+    pos: usize,
+    arena: &mut PayloadArena,
+    ops: &mut Vec<Op>,
+) -> Result<(Record, usize), Bad> {
     let rest = &buf[pos..];
     if rest.first() != Some(&RECORD_MAGIC) {
         return Err(Bad::Corrupt("bad record magic"));
@@ -167,11 +200,21 @@ pub(crate) fn read_record(buf: &[u8], pos: usize) -> Result<(Record, usize), Bad
     if crc32c::crc32c_append(crc32c::crc32c(&rest[1..5]), body) != crc {
         return Err(Bad::Corrupt("checksum mismatch"));
     }
-    let record = decode_body(body).map_err(Bad::Corrupt)?;
-    Ok((record, pos + RECORD_HEADER_LEN + len))
+    let before = ops.len();
+    match decode_body(body, arena, ops) {
+        Ok(record) => Ok((record, pos + RECORD_HEADER_LEN + len)),
+        Err(why) => {
+            ops.truncate(before); // a batch is applied whole or not at all
+            Err(Bad::Corrupt(why))
+        }
+    }
 }
 
-fn decode_body(body: &[u8]) -> Result<Record, &'static str> {
+fn decode_body(
+    body: &[u8],
+    arena: &mut PayloadArena,
+    ops: &mut Vec<Op>,
+) -> Result<Record, &'static str> {
     let mut r = Reader { buf: body };
     let record = match r.u8()? {
         BODY_BATCH => {
@@ -180,11 +223,11 @@ fn decode_body(body: &[u8]) -> Result<Record, &'static str> {
             if n > r.buf.len() / 2 {
                 return Err("bad op count");
             }
-            let mut ops = Vec::with_capacity(n);
+            ops.reserve(n);
             for _ in 0..n {
-                ops.push(decode_op(&mut r)?);
+                ops.push(decode_op(&mut r, arena)?);
             }
-            Record::Batch(ops)
+            Record::Batch(Vec::new())
         }
         BODY_SNAPSHOT_END => Record::SnapshotEnd {
             ops: r.varint()?,
@@ -354,7 +397,7 @@ pub(crate) fn put_retained(buf: &mut Vec<u8>, topic: &str, message_id: u64) {
     put_varint(buf, message_id);
 }
 
-fn decode_op(r: &mut Reader<'_>) -> Result<Op, &'static str> {
+fn decode_op(r: &mut Reader<'_>, arena: &mut PayloadArena) -> Result<Op, &'static str> {
     Ok(match r.u8()? {
         PUT_SESSION => {
             let client_id = r.string()?;
@@ -401,7 +444,7 @@ fn decode_op(r: &mut Reader<'_>) -> Result<Op, &'static str> {
             let id = r.varint()?;
             let message = StoredMessage {
                 topic: r.string()?,
-                payload: r.bytes()?,
+                payload: arena.copy(r.slice()?),
                 qos: r.u8()?,
                 retain: r.bool()?,
                 properties: r.properties()?,

@@ -172,6 +172,27 @@ fn every_single_bit_flip_is_detected() {
     }
 }
 
+#[test] // replay appends a batch's ops to one vector: a bad batch leaves none of its ops there
+fn a_batch_that_does_not_decode_adds_no_ops() {
+    let ops = every_op();
+    let mut buf = Vec::new();
+    encode_batch(&mut buf, &ops[..3]);
+    // Damage the last op's tag behind a valid checksum: the first two ops decode, the third not.
+    let mut last = Vec::new();
+    encode_op(&mut last, &ops[2]);
+    let at = buf.len() - last.len();
+    buf[at] = 0xEE;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&buf[1..5]), &buf[RECORD_HEADER_LEN..]);
+    buf[5..9].copy_from_slice(&crc.to_le_bytes());
+    let mut got = vec![ops[5].clone()];
+    let mut arena = crate::codec::PayloadArena::default();
+    assert_eq!(
+        read_record_in(&buf, 0, &mut arena, &mut got).unwrap_err(),
+        Bad::Corrupt("unknown op")
+    );
+    assert_eq!(got, [ops[5].clone()]);
+}
+
 #[test]
 fn every_truncation_is_incomplete() {
     let mut buf = Vec::new();

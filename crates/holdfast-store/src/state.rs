@@ -24,12 +24,18 @@ impl StoredState {
     /// Apply one op. Ops naming a session that does not exist (other than `PutSession`) are ignored, so
     /// a log whose middle was damaged still replays into a consistent state.
     pub fn apply(&mut self, op: &Op) {
+        self.apply_owned(op.clone());
+    }
+
+    /// [`apply`](Self::apply), moving the op's strings and message into the state instead of copying
+    /// them (replay and the committer own their ops).
+    pub fn apply_owned(&mut self, op: Op) {
         match op {
             Op::PutSession { client_id, record } => {
-                self.sessions.entry(client_id.clone()).or_default().record = record.clone();
+                self.sessions.entry(client_id).or_default().record = record;
             }
             Op::DeleteSession { client_id } => {
-                self.sessions.remove(client_id);
+                self.sessions.remove(&client_id);
             }
             Op::PutSubscription {
                 client_id,
@@ -37,56 +43,56 @@ impl StoredState {
                 options,
                 id,
             } => {
-                if let Some(s) = self.sessions.get_mut(client_id) {
-                    s.subscriptions.insert(filter.clone(), (*options, *id));
+                if let Some(s) = self.sessions.get_mut(&client_id) {
+                    s.subscriptions.insert(filter, (options, id));
                 }
             }
             Op::DeleteSubscription { client_id, filter } => {
-                if let Some(s) = self.sessions.get_mut(client_id) {
-                    s.subscriptions.remove(filter);
+                if let Some(s) = self.sessions.get_mut(&client_id) {
+                    s.subscriptions.remove(&filter);
                 }
             }
             Op::PutMessage { id, message } => {
-                self.messages.insert(*id, message.clone());
+                self.messages.insert(id, message);
             }
             Op::DeleteMessage { id } => {
-                self.messages.remove(id);
+                self.messages.remove(&id);
             }
             Op::PutOutbound {
                 client_id,
                 seq,
                 entry,
             } => {
-                if let Some(s) = self.sessions.get_mut(client_id) {
-                    s.outbound.insert(*seq, entry.clone());
+                if let Some(s) = self.sessions.get_mut(&client_id) {
+                    s.outbound.insert(seq, entry);
                 }
             }
             Op::DeleteOutbound { client_id, seq } => {
-                if let Some(s) = self.sessions.get_mut(client_id) {
-                    s.outbound.remove(seq);
+                if let Some(s) = self.sessions.get_mut(&client_id) {
+                    s.outbound.remove(&seq);
                 }
             }
             Op::PutInboundQos2 {
                 client_id,
                 packet_id,
             } => {
-                if let Some(s) = self.sessions.get_mut(client_id) {
-                    s.inbound_qos2.insert(*packet_id);
+                if let Some(s) = self.sessions.get_mut(&client_id) {
+                    s.inbound_qos2.insert(packet_id);
                 }
             }
             Op::DeleteInboundQos2 {
                 client_id,
                 packet_id,
             } => {
-                if let Some(s) = self.sessions.get_mut(client_id) {
-                    s.inbound_qos2.remove(packet_id);
+                if let Some(s) = self.sessions.get_mut(&client_id) {
+                    s.inbound_qos2.remove(&packet_id);
                 }
             }
             Op::PutRetained { topic, message_id } => {
-                self.retained.insert(topic.clone(), *message_id);
+                self.retained.insert(topic, message_id);
             }
             Op::DeleteRetained { topic } => {
-                self.retained.remove(topic);
+                self.retained.remove(&topic);
             }
         }
     }
@@ -94,19 +100,28 @@ impl StoredState {
     /// Drop what can no longer be reached: outbound entries whose message is gone, and messages no
     /// entry or retained topic refers to. Returns how many messages were dropped.
     pub fn collect_garbage(&mut self) -> usize {
-        let messages = &self.messages;
+        // Sorted vectors rather than sets: this runs over every message at each start.
+        let ids: Vec<u64> = self.messages.keys().copied().collect();
+        let exists = |id: &u64| ids.binary_search(id).is_ok();
+        let mut live = Vec::with_capacity(ids.len());
         for s in self.sessions.values_mut() {
-            s.outbound
-                .retain(|_, e| messages.contains_key(&e.message_id));
-        }
-        self.retained.retain(|_, id| messages.contains_key(id));
-        let mut live = BTreeSet::new();
-        for s in self.sessions.values() {
+            s.outbound.retain(|_, e| exists(&e.message_id));
             live.extend(s.outbound.values().map(|e| e.message_id));
         }
+        self.retained.retain(|_, id| exists(id));
         live.extend(self.retained.values().copied());
+        live.sort_unstable();
+        live.dedup();
+        if live.len() == ids.len() {
+            return 0; // every message is referred to (each id in `live` exists)
+        }
         let before = self.messages.len();
-        self.messages.retain(|id, _| live.contains(id));
+        // Both ascending: walk them together.
+        let mut next = live.iter().peekable();
+        self.messages.retain(|id, _| {
+            while next.next_if(|l| *l < id).is_some() {}
+            next.peek() == Some(&id)
+        });
         before - self.messages.len()
     }
 
@@ -153,5 +168,45 @@ impl StoredState {
             });
         }
         ops
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test] // entries whose message is gone go, then messages nothing refers to
+    fn garbage_is_what_nothing_reaches() {
+        let mut state = StoredState::default();
+        for id in 1..=6 {
+            state.messages.insert(id, StoredMessage::default());
+        }
+        let entry = |message_id| OutEntry {
+            message_id,
+            qos: 1,
+            ..OutEntry::default()
+        };
+        let mut s = StoredSession::default();
+        s.outbound.insert(1, entry(4));
+        s.outbound.insert(2, entry(9));
+        s.outbound.insert(3, entry(2));
+        state.sessions.insert("c".into(), s);
+        state.retained.insert("r".into(), 5);
+        state.retained.insert("gone".into(), 8);
+        assert_eq!(state.collect_garbage(), 3);
+        assert_eq!(
+            state.messages.keys().copied().collect::<Vec<_>>(),
+            [2, 4, 5]
+        );
+        assert_eq!(
+            state.sessions["c"]
+                .outbound
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            [1, 3]
+        );
+        assert_eq!(state.retained.keys().collect::<Vec<_>>(), ["r"]);
+        assert_eq!(state.collect_garbage(), 0);
     }
 }

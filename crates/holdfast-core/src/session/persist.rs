@@ -36,6 +36,20 @@ impl Session {
         now: Millis,
         out: &mut Vec<Action>,
     ) -> Session {
+        Session::restore_with(client_id, r, std::iter::empty(), cfg, now, out)
+    }
+
+    /// [`restore`](Session::restore), with more outbound entries (in `seq` order, after those of
+    /// `r`) from an iterator: a caller restoring a million queued messages need not collect them
+    /// into a vector first.
+    pub fn restore_with(
+        client_id: crate::ClientId,
+        r: Restored,
+        outbound: impl IntoIterator<Item = (u64, OutEntry, Arc<Message>)>,
+        cfg: Arc<CoreConfig>,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) -> Session {
         let protocol = match r.record.protocol {
             3 => ProtocolVersion::V3_1,
             4 => ProtocolVersion::V3_1_1,
@@ -57,7 +71,11 @@ impl Session {
                 },
             );
         }
-        for (seq, e, msg) in r.outbound {
+        let outbound = r.outbound.into_iter().chain(outbound);
+        // Most of a large restored session is its queue: room for it at once, not by doubling.
+        let (least, most) = outbound.size_hint();
+        s.queue.reserve(most.unwrap_or(least));
+        for (seq, e, msg) in outbound {
             s.next_seq = s.next_seq.max(seq + 1);
             let qos =
                 holdfast_proto::QoS::from_u8(e.qos).unwrap_or(holdfast_proto::QoS::AtLeastOnce);

@@ -155,3 +155,23 @@ fn load_is_shared_between_threads() {
     }
     assert_eq!(store.load().sessions.len(), 80);
 }
+
+#[test] // The broker reads the recovered state once at start: shared, not copied, and never changed under it.
+fn load_shared_is_not_changed_by_later_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = LogStore::open_dir(dir.path()).unwrap();
+    commit(&store, vec![session("a")], Durability::Flush).unwrap();
+    let shared = store.load_shared();
+    assert!(Arc::ptr_eq(&shared, &store.load_shared()));
+    // Committed while the caller still holds it: the store changes its own copy.
+    commit(&store, vec![session("b")], Durability::Flush).unwrap();
+    assert_eq!(shared.sessions.keys().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(store.load().sessions.len(), 2);
+    drop(shared);
+    commit(&store, vec![session("c")], Durability::Sync).unwrap();
+    let names: Vec<_> = store.load_shared().sessions.keys().cloned().collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    drop(store);
+    let (store, _) = LogStore::open_dir(dir.path()).unwrap();
+    assert_eq!(store.load_shared().sessions.len(), 3);
+}
