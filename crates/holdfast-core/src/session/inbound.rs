@@ -252,6 +252,9 @@ impl Session {
         if r.reason.is_error() {
             // The receiver refused the message: the exchange is over [MQTT-4.3.3-?].
             if let Some(e) = self.inflight.remove(pos) {
+                if e.stage == Stage::Released {
+                    self.released -= 1;
+                }
                 self.persist_entry_gone(&e.delivery, out);
             }
             self.fill_window(now, out);
@@ -259,9 +262,14 @@ impl Session {
         }
         if self.inflight[pos].stage == Stage::Sent {
             self.inflight[pos].stage = Stage::Released;
+            self.released += 1;
             // PUBREL goes out only once the released stage is stored: after a restart the broker then
             // resends PUBREL, never the PUBLISH, and the message is not delivered twice.
             self.persist_entry(&self.inflight[pos].delivery, Some(r.packet_id), true, out);
+            out.push(Action::Send(Packet::PubRel(PubResp::new(r.packet_id))));
+            // The PUBLISH is acknowledged: `max_inflight` has room for the next one.
+            self.fill_window(now, out);
+            return;
         }
         out.push(Action::Send(Packet::PubRel(PubResp::new(r.packet_id))));
     }
@@ -273,6 +281,9 @@ impl Session {
             .iter()
             .position(|e| e.packet_id == id && e.delivery.qos == qos && e.stage == stage);
         if let Some(e) = pos.and_then(|pos| self.inflight.remove(pos)) {
+            if e.stage == Stage::Released {
+                self.released -= 1;
+            }
             self.persist_entry_gone(&e.delivery, out);
             self.fill_window(now, out);
         }

@@ -88,6 +88,8 @@ pub struct Session {
     expiry: u32,
     subscriptions: HashMap<String, Subscription>,
     inflight: VecDeque<Inflight>,
+    /// Entries of `inflight` in [`Stage::Released`] (PUBREC received, waiting for PUBCOMP).
+    released: usize,
     queue: VecDeque<Delivery>,
     queued_bytes: u64,
     next_packet_id: u16,
@@ -122,6 +124,7 @@ impl Session {
             expiry: 0,
             subscriptions: HashMap::new(),
             inflight: VecDeque::new(),
+            released: 0,
             queue: VecDeque::new(),
             queued_bytes: 0,
             next_packet_id: 1,
@@ -384,6 +387,7 @@ impl Session {
             out.push(Action::Unsubscribe { filter });
         }
         self.inflight.clear();
+        self.released = 0;
         self.queue.clear();
         self.queued_bytes = 0;
         self.inbound_qos2.clear();

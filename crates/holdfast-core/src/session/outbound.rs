@@ -50,7 +50,7 @@ impl Session {
         }
         d.seq = self.next_seq;
         self.next_seq += 1;
-        if self.conn.is_some() && self.queue.is_empty() && self.inflight.len() < self.window() {
+        if self.queue.is_empty() && self.window_open() {
             if let Some(id) = self.alloc_packet_id() {
                 self.start_inflight(d, id, now, out);
                 return DeliverOutcome::Accepted;
@@ -94,11 +94,19 @@ impl Session {
         DeliverOutcome::Dropped(reason)
     }
 
-    /// Outbound QoS 1/2 messages allowed in flight: the configured window within the client's Receive
-    /// Maximum [MQTT-3.3.4-9].
-    fn window(&self) -> usize {
-        let client = self.conn.as_ref().map_or(0, |c| c.receive_maximum);
-        usize::from(self.cfg.max_inflight.min(client))
+    /// Whether another QoS 1/2 PUBLISH may go out now. `max_inflight` counts PUBLISH packets not yet
+    /// acknowledged by PUBACK or PUBREC (as rumqttd does; a QoS 2 message whose PUBREC arrived only
+    /// waits for PUBCOMP and holds no copy the client might still need); as many again may wait for
+    /// PUBCOMP. The client's Receive Maximum counts every exchange until PUBACK or PUBCOMP
+    /// [MQTT-3.3.4-9].
+    fn window_open(&self) -> bool {
+        let Some(conn) = &self.conn else {
+            return false;
+        };
+        let max = usize::from(self.cfg.max_inflight);
+        self.inflight.len() - self.released < max
+            && self.released < max
+            && self.inflight.len() < usize::from(conn.receive_maximum)
     }
 
     /// A packet id not in use by an unacknowledged outbound message [MQTT-2.2.1-3].
@@ -133,7 +141,7 @@ impl Session {
         if self.conn.is_none() {
             return;
         }
-        while self.inflight.len() < self.window() {
+        while self.window_open() {
             let Some(d) = self.queue.pop_front() else {
                 break;
             };

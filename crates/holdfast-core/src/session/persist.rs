@@ -90,6 +90,7 @@ impl Session {
                 Some(packet_id) => {
                     s.next_packet_id = packet_id.wrapping_add(1).max(1);
                     let stage = if e.released {
+                        s.released += 1;
                         Stage::Released
                     } else {
                         Stage::Sent

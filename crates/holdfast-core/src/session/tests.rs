@@ -207,6 +207,77 @@ fn receive_maximum_limits_inflight() {
     assert_eq!(s.queued_len(), 2);
 }
 
+/// Delivers `n` QoS 2 messages and returns the packet ids of the PUBLISH packets sent.
+fn deliver_qos2(s: &mut Session, n: usize, out: &mut Vec<Action>) -> Vec<u16> {
+    for _ in 0..n {
+        s.deliver(
+            delivery(&msg("a", QoS::ExactlyOnce), QoS::ExactlyOnce),
+            T0,
+            out,
+        );
+    }
+    publishes(out)
+        .iter()
+        .map(|p| p.packet_id.unwrap())
+        .collect()
+}
+
+#[test] // max_inflight counts PUBLISH packets awaiting PUBACK/PUBREC; as many again may await PUBCOMP
+fn qos2_pubrec_opens_max_inflight() {
+    let cfg = CoreConfig {
+        max_inflight: 2,
+        ..CoreConfig::default()
+    };
+    let mut s = session(cfg);
+    attach(
+        &mut s,
+        connect_packet(ProtocolVersion::V3_1_1, true),
+        false,
+        T0,
+    );
+    let mut out = Vec::new();
+    let ids = deliver_qos2(&mut s, 6, &mut out);
+    assert_eq!(ids.len(), 2);
+    out.clear();
+    s.handle_packet(Packet::PubRec(PubResp::new(ids[0])), T0, &mut out);
+    assert!(matches!(sent(&out)[0], Packet::PubRel(r) if r.packet_id == ids[0]));
+    assert_eq!(
+        publishes(&out).len(),
+        1,
+        "PUBREC frees room for the next PUBLISH"
+    );
+    out.clear();
+    // Two exchanges wait for PUBCOMP (as many as max_inflight): that bound holds the next back.
+    s.handle_packet(Packet::PubRec(PubResp::new(ids[1])), T0, &mut out);
+    assert!(matches!(sent(&out)[0], Packet::PubRel(r) if r.packet_id == ids[1]));
+    assert_eq!(publishes(&out).len(), 0);
+    out.clear();
+    s.handle_packet(Packet::PubComp(PubResp::new(ids[0])), T0, &mut out);
+    assert_eq!(publishes(&out).len(), 1);
+    assert_eq!(s.inflight().count(), 3);
+}
+
+#[test] // [MQTT-3.3.4-9] a v5 client's Receive Maximum counts QoS 2 exchanges until PUBCOMP
+fn qos2_receive_maximum_counts_until_pubcomp() {
+    let mut s = session(CoreConfig::default());
+    let mut c = connect_packet(ProtocolVersion::V5, true);
+    c.properties.receive_maximum = Some(2);
+    attach(&mut s, c, false, T0);
+    let mut out = Vec::new();
+    let ids = deliver_qos2(&mut s, 4, &mut out);
+    assert_eq!(ids.len(), 2);
+    out.clear();
+    s.handle_packet(Packet::PubRec(PubResp::new(ids[0])), T0, &mut out);
+    assert_eq!(
+        publishes(&out).len(),
+        0,
+        "PUBREC does not free the send quota"
+    );
+    out.clear();
+    s.handle_packet(Packet::PubComp(PubResp::new(ids[0])), T0, &mut out);
+    assert_eq!(publishes(&out).len(), 1, "PUBCOMP does");
+}
+
 #[test] // QoS 0 is not queued for an offline session; QoS 1 is, up to the cap (RejectNew)
 fn offline_queue_cap_reject_new() {
     let cfg = CoreConfig {
