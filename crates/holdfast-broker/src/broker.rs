@@ -640,7 +640,7 @@ impl Broker {
                 retained.insert(&msg.topic, msg.clone());
             }
         }
-        let mut targets = self.targets(&msg);
+        let targets = self.targets(&msg);
         tracing::trace!(
             topic = &*msg.topic,
             qos = msg.qos.as_u8(),
@@ -648,21 +648,24 @@ impl Broker {
             "route"
         );
         drop(msg);
-        let mut count = |result| match result {
+        let count = |outcome: &mut RouteOutcome, result| match result {
             DeliverOutcome::Accepted => outcome.delivered += 1,
             DeliverOutcome::Dropped(DropReason::QueueFull) => outcome.dropped_full += 1,
             // Not the publisher's concern: the subscriber's limits or its absence.
             DeliverOutcome::Dropped(_) => outcome.delivered += 1,
         };
+        // `targets` is sorted by session: each session's deliveries are consecutive.
+        let mut targets = targets.into_iter().peekable();
         if batch.class.is_none() {
             // Nothing of it is stored: deliver session by session.
-            for (slot, deliveries) in targets {
-                let mut results = Vec::new();
+            while let Some((slot, first)) = targets.next() {
                 let (later, backlog) = self.run_backlog(&slot, &[], |s, out| {
-                    results.extend(deliveries.into_iter().map(|d| s.deliver(d, now, out)))
+                    count(&mut outcome, s.deliver(first, now, out));
+                    while let Some((_, d)) = targets.next_if(|(n, _)| Arc::ptr_eq(n, &slot)) {
+                        count(&mut outcome, s.deliver(d, now, out));
+                    }
                 });
                 debug_assert!(later.is_empty());
-                results.into_iter().for_each(&mut count);
                 if backlog > PACE_HIGH && !slot.pace.stalled.load(Ordering::Relaxed) {
                     outcome.congested = Some(slot);
                 }
@@ -675,14 +678,17 @@ impl Broker {
         // change of theirs can reach the store first. Everything sent for it waits for that commit.
         let ticket = Ticket::new();
         batch.ticket = Some(ticket.clone());
-        targets.sort_by_key(|(slot, _)| Arc::as_ptr(slot));
-        let (slots, deliveries): (Vec<Arc<Slot>>, Vec<Vec<Delivery>>) = targets.into_iter().unzip();
+        let targets: Vec<(Arc<Slot>, Delivery)> = targets.collect();
+        let mut slots: Vec<&Arc<Slot>> = targets.iter().map(|(slot, _)| slot).collect();
+        slots.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        let slots: Vec<Arc<Slot>> = slots.into_iter().cloned().collect();
         let mut guards: Vec<_> = slots.iter().map(|slot| slot.inner.lock()).collect();
         let mut later = Vec::new();
-        for ((slot, deliveries), guard) in slots.iter().zip(deliveries).zip(guards.iter_mut()) {
+        let mut targets = targets.into_iter().peekable();
+        for (slot, guard) in slots.iter().zip(guards.iter_mut()) {
             let mut out = Vec::new();
-            for d in deliveries {
-                count(guard.session.deliver(d, now, &mut out));
+            while let Some((_, d)) = targets.next_if(|(n, _)| Arc::ptr_eq(n, slot)) {
+                count(&mut outcome, guard.session.deliver(d, now, &mut out));
             }
             if let Some(conn) = &guard.conn {
                 if out.iter().any(|a| matches!(a, Action::Send(_))) {
@@ -701,9 +707,9 @@ impl Broker {
         outcome
     }
 
-    /// The sessions a message goes to, one entry per session (a session can match through both a
-    /// plain and a shared subscription).
-    fn targets(&self, msg: &Arc<Message>) -> Vec<(Arc<Slot>, Vec<Delivery>)> {
+    /// The deliveries of a message, sorted by session address (a session can match through both a
+    /// plain and a shared subscription: its deliveries are then consecutive, in match order).
+    fn targets(&self, msg: &Arc<Message>) -> Vec<(Arc<Slot>, Delivery)> {
         let subs = self.subs.read();
         let mut matches = Matches::new();
         subs.matches(&msg.topic, &mut matches);
@@ -714,23 +720,21 @@ impl Broker {
             |_, v| v.slot.online.load(Ordering::Acquire),
             &mut planned,
         );
-        let mut targets: Vec<(Arc<Slot>, Vec<Delivery>)> = Vec::with_capacity(planned.len());
-        for t in planned {
-            let d = Delivery {
-                msg: msg.clone(),
-                qos: t.qos,
-                retain: t.retain,
-                subscription_ids: t.subscription_ids,
-                seq: 0,
-            };
-            match targets
-                .iter_mut()
-                .find(|(s, _)| Arc::ptr_eq(s, &t.value.slot))
-            {
-                Some((_, ds)) => ds.push(d),
-                None => targets.push((t.value.slot.clone(), vec![d])),
-            }
-        }
+        let mut targets: Vec<(Arc<Slot>, Delivery)> = planned
+            .into_iter()
+            .map(|t| {
+                let d = Delivery {
+                    msg: msg.clone(),
+                    qos: t.qos,
+                    retain: t.retain,
+                    subscription_ids: t.subscription_ids,
+                    seq: 0,
+                };
+                (t.value.slot.clone(), d)
+            })
+            .collect();
+        // Stable: a session's own deliveries keep their order.
+        targets.sort_by_key(|(slot, _)| Arc::as_ptr(slot));
         targets
     }
 
