@@ -6,21 +6,10 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use holdfast_client::{Client, ClientError, ClientOptions, Durability, Outgoing, QoS};
+use holdfast_client::{Client, ClientError, Durability, Outgoing, QoS};
+use support::client::{opts, recv};
 use support::process::BgProcess;
 use support::{holdfast_command, Broker, TIMEOUT};
-
-fn opts(port: u16, id: &str) -> ClientOptions {
-    ClientOptions::new("127.0.0.1", port, id)
-        .with_reconnect(Duration::from_millis(50), Duration::from_millis(500))
-}
-
-async fn recv(sub: &mut holdfast_client::Subscription) -> holdfast_client::Message {
-    tokio::time::timeout(TIMEOUT, sub.recv())
-        .await
-        .expect("a message within the timeout")
-        .expect("subscription open")
-}
 
 /// Publish at QoS 0, 1, 2 and receive, subscribe / unsubscribe, on one protocol version.
 async fn round_trip(port: u16, v5: bool) {

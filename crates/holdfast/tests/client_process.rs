@@ -7,14 +7,10 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use holdfast_client::{Client, ClientError, ClientOptions, Durability, QoS};
+use holdfast_client::{Client, ClientError, Durability, QoS};
+use support::client::opts;
 use support::process::run_with_timeout;
 use support::{holdfast_command, Broker, TIMEOUT};
-
-fn opts(port: u16, id: &str) -> ClientOptions {
-    ClientOptions::new("127.0.0.1", port, id)
-        .with_reconnect(Duration::from_millis(50), Duration::from_millis(500))
-}
 
 #[tokio::test] // One persistence directory, one client at a time: the second gets Locked(dir).
 async fn persistence_directory_is_locked() {

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use holdfast_client::{Client, ClientError, ClientOptions, QoS, TlsOptions};
+use support::client::{opts, recv};
 use support::process::{run_with_timeout, BgProcess};
 use support::secure::{make_pki, temp_dir, Pki, Server};
 use support::{holdfast_command, TIMEOUT};
@@ -42,24 +43,12 @@ fn start() -> Option<(Server, Pki)> {
     Some((Server::start(CONFIG, dir), pki))
 }
 
-fn opts(port: u16, id: &str) -> ClientOptions {
-    ClientOptions::new("127.0.0.1", port, id)
-        .with_reconnect(Duration::from_millis(50), Duration::from_millis(500))
-}
-
 fn tls(pki: &Pki) -> TlsOptions {
     TlsOptions {
         ca_file: Some(pki.ca.clone()),
         server_name: Some("localhost".into()),
         ..TlsOptions::default()
     }
-}
-
-async fn recv(sub: &mut holdfast_client::Subscription) -> holdfast_client::Message {
-    tokio::time::timeout(TIMEOUT, sub.recv())
-        .await
-        .expect("a message within the timeout")
-        .expect("subscription open")
 }
 
 /// A WebSocket client and a TCP client exchange QoS 0/1/2 messages both ways, and a message of

@@ -14,6 +14,7 @@ use holdfast_proto::{
     decode_packet, encode_packet, ConnAck, Packet, ProtocolVersion, PubResp, Publish, ReasonCode,
     SubAck, MAX_PACKET_SIZE,
 };
+use support::client::recv;
 use support::{Broker, TIMEOUT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -21,16 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 fn opts(port: u16, id: &str) -> ClientOptions {
-    ClientOptions::new("127.0.0.1", port, id)
-        .with_v5(true)
-        .with_reconnect(Duration::from_millis(50), Duration::from_millis(500))
-}
-
-async fn recv(sub: &mut holdfast_client::Subscription) -> holdfast_client::Message {
-    tokio::time::timeout(TIMEOUT, sub.recv())
-        .await
-        .expect("a message within the timeout")
-        .expect("subscription open")
+    support::client::opts(port, id).with_v5(true)
 }
 
 // ------------------------------------------------------------------------------------ proxy

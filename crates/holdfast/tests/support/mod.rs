@@ -11,6 +11,7 @@
 //! Every wait here is bounded: nothing in a test may hang.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod mqtt3;
 pub mod mqtt5;
 pub mod process;
