@@ -93,6 +93,10 @@ pub struct Session {
     queue: VecDeque<Delivery>,
     queued_bytes: u64,
     next_packet_id: u16,
+    /// Every in-flight id was handed out by `alloc_packet_id`'s fast path, in `inflight`'s order,
+    /// since `inflight` was last empty: the ids in use are then the run from the front's id to the
+    /// last one handed out, so the next id is free unless it is the front's.
+    ids_in_order: bool,
     /// QoS 2 packet ids received and PUBREC'd, not yet released by PUBREL [MQTT-4.3.3-?].
     inbound_qos2: HashSet<u16>,
     will: Option<Will>,
@@ -128,6 +132,7 @@ impl Session {
             queue: VecDeque::new(),
             queued_bytes: 0,
             next_packet_id: 1,
+            ids_in_order: true,
             inbound_qos2: HashSet::new(),
             will: None,
             will_due: None,

@@ -111,6 +111,22 @@ impl Session {
 
     /// A packet id not in use by an unacknowledged outbound message [MQTT-2.2.1-3].
     fn alloc_packet_id(&mut self) -> Option<u16> {
+        if self.inflight.is_empty() {
+            self.ids_in_order = true;
+        }
+        if self.ids_in_order {
+            let id = self.next_packet_id;
+            if self
+                .inflight
+                .front()
+                .is_none_or(|oldest| oldest.packet_id != id)
+            {
+                self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
+                return Some(id);
+            }
+            // The ids went all the way round to one still in use: search from here on.
+            self.ids_in_order = false;
+        }
         for _ in 0..u16::MAX {
             let id = self.next_packet_id;
             self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };

@@ -89,6 +89,8 @@ impl Session {
             match e.packet_id {
                 Some(packet_id) => {
                     s.next_packet_id = packet_id.wrapping_add(1).max(1);
+                    // Ids from the store: their order is not known to be the allocation order.
+                    s.ids_in_order = false;
                     let stage = if e.released {
                         s.released += 1;
                         Stage::Released

@@ -278,6 +278,49 @@ fn qos2_receive_maximum_counts_until_pubcomp() {
     assert_eq!(publishes(&out).len(), 1, "PUBCOMP does");
 }
 
+#[test] // [MQTT-2.2.1-3] a packet id in use is never handed out again, across wrap-arounds
+fn packet_ids_in_use_are_skipped_after_wrapping() {
+    let mut s = session(CoreConfig::default());
+    attach(
+        &mut s,
+        connect_packet(ProtocolVersion::V3_1_1, true),
+        false,
+        T0,
+    );
+    let mut out = Vec::new();
+    // Two messages stay unacknowledged while 200,000 others come and go (three wraps of the id space).
+    let held: Vec<u16> = (0..2)
+        .map(|_| {
+            out.clear();
+            s.deliver(
+                delivery(&msg("a", QoS::AtLeastOnce), QoS::AtLeastOnce),
+                T0,
+                &mut out,
+            );
+            publishes(&out)[0].packet_id.unwrap()
+        })
+        .collect();
+    for _ in 0..200_000 {
+        out.clear();
+        s.deliver(
+            delivery(&msg("a", QoS::AtLeastOnce), QoS::AtLeastOnce),
+            T0,
+            &mut out,
+        );
+        let id = publishes(&out)[0].packet_id.unwrap();
+        assert!(
+            !held.contains(&id) && id != 0,
+            "id {id} handed out while in use"
+        );
+        out.clear();
+        s.handle_packet(Packet::PubAck(PubResp::new(id)), T0, &mut out);
+    }
+    // Acknowledging the oldest makes its id available again (the fast path resumes later).
+    out.clear();
+    s.handle_packet(Packet::PubAck(PubResp::new(held[0])), T0, &mut out);
+    assert_eq!(s.inflight().count(), 1);
+}
+
 #[test] // QoS 0 is not queued for an offline session; QoS 1 is, up to the cap (RejectNew)
 fn offline_queue_cap_reject_new() {
     let cfg = CoreConfig {
