@@ -367,11 +367,10 @@ impl Broker {
 
     /// The connection of `slot` wrote out what was pending: wake publishers waiting for its backlog.
     pub fn written(&self, slot: &Slot) {
+        // Checked before taking the lock: most writes have nobody waiting on them.
         if slot.pace.waiting.load(Ordering::Acquire) || slot.pace.stalled.load(Ordering::Relaxed) {
-            let low = slot.inner.lock().backlog() <= PACE_LOW;
-            if low {
-                slot.pace.release();
-            }
+            let backlog = slot.inner.lock().backlog();
+            self.paced(slot, backlog);
         }
     }
 

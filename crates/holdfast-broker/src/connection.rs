@@ -255,13 +255,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             if let Some(target) = &target {
                 if !broker.congested(target) {
                     paused = None;
-                    if let Some(ka) = keep_alive {
-                        deadline = Instant::now() + ka;
-                    }
-                    if let Err(end) = self
-                        .handle_buffered(broker, slot, closing, &mut paused)
-                        .await
-                    {
+                    let resumed = self.read_on(
+                        broker,
+                        slot,
+                        closing,
+                        &mut paused,
+                        keep_alive,
+                        &mut deadline,
+                    );
+                    if let Err(end) = resumed.await {
                         return end;
                     }
                     continue;
@@ -332,10 +334,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                             broker.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                         }
                     }
-                    if let Some(ka) = keep_alive {
-                        deadline = Instant::now() + ka;
-                    }
-                    if let Err(end) = self.handle_buffered(broker, slot, closing, &mut paused).await {
+                    let resumed = self.read_on(broker, slot, closing, &mut paused, keep_alive, &mut deadline);
+                    if let Err(end) = resumed.await {
                         return end;
                     }
                 }
@@ -344,10 +344,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     // publisher woken goes on (at least to its next message) even if others filled
                     // the backlog again first: the first to run must not starve the rest.
                     paused = None;
-                    if let Some(ka) = keep_alive {
-                        deadline = Instant::now() + ka;
-                    }
-                    if let Err(end) = self.handle_buffered(broker, slot, closing, &mut paused).await {
+                    let resumed = self.read_on(broker, slot, closing, &mut paused, keep_alive, &mut deadline);
+                    if let Err(end) = resumed.await {
                         return end;
                     }
                 }
@@ -356,10 +354,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                         debug!("a subscriber made no progress for {PACE_MAX_WAIT:?}: no longer pacing for it");
                         broker.stalled(&target);
                     }
-                    if let Some(ka) = keep_alive {
-                        deadline = Instant::now() + ka;
-                    }
-                    if let Err(end) = self.handle_buffered(broker, slot, closing, &mut paused).await {
+                    let resumed = self.read_on(broker, slot, closing, &mut paused, keep_alive, &mut deadline);
+                    if let Err(end) = resumed.await {
                         return end;
                     }
                 }
@@ -381,6 +377,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         self.stream.flush().await?;
         self.wbuf.clear();
         Ok(())
+    }
+
+    /// The client was heard from (or waited for by the server, not by itself): restart its keep-alive
+    /// timer and handle what it sent.
+    async fn read_on(
+        &mut self,
+        broker: &Broker,
+        slot: &Arc<Slot>,
+        closing: &std::sync::atomic::AtomicBool,
+        paused: &mut Option<(Arc<Slot>, Instant)>,
+        keep_alive: Option<Duration>,
+        deadline: &mut Instant,
+    ) -> Result<(), End> {
+        if let Some(ka) = keep_alive {
+            *deadline = Instant::now() + ka;
+        }
+        self.handle_buffered(broker, slot, closing, paused).await
     }
 
     /// Handle the complete packets in the read buffer, in order. Stops early once the server is

@@ -265,14 +265,7 @@ impl Committer {
         let Some(first) = rest.first() else { return };
         let first_start = start + first.start as u64;
         if self.unsynced_since.is_some() {
-            let started = Instant::now();
-            let synced = self.segs.sync();
-            self.shared
-                .stats
-                .lock()
-                .fsync_seconds
-                .observe(started.elapsed().as_secs_f64());
-            if let Err(e) = synced {
+            if let Err(e) = self.timed_sync() {
                 tracing::error!("store fsync failed: {e}");
                 // Those batches are not durable: take them out of the file, and rewrite the rest.
                 if let Err(t) = self.segs.cut(first_start) {
@@ -399,7 +392,8 @@ impl Committer {
         }
     }
 
-    fn sync_now(&mut self) {
+    /// fsync the log, recording how long it took.
+    fn timed_sync(&mut self) -> std::io::Result<()> {
         let started = Instant::now();
         let synced = self.segs.sync();
         self.shared
@@ -407,7 +401,11 @@ impl Committer {
             .lock()
             .fsync_seconds
             .observe(started.elapsed().as_secs_f64());
-        match synced {
+        synced
+    }
+
+    fn sync_now(&mut self) {
+        match self.timed_sync() {
             Ok(()) => {
                 self.shared.stats.lock().fsyncs += 1;
                 self.unsynced_since = None;
