@@ -186,7 +186,7 @@ impl PublishTemplate {
             dup: false,
             qos,
             retain: false,
-            topic: topic.to_string(),
+            topic: topic.into(),
             packet_id: (qos != QoS::AtMostOnce).then_some(1),
             payload: vec![0u8; size].into(),
             properties: Properties::default(),
@@ -251,7 +251,8 @@ impl Conn {
             version: connect.protocol,
             last_write: Instant::now(),
         };
-        conn.send(&Packet::Connect(connect.clone())).await?;
+        conn.send(&Packet::Connect(Box::new(connect.clone())))
+            .await?;
         match conn.recv().await? {
             Packet::ConnAck(ack) if !ack.reason.is_error() => Ok((conn, ack)),
             Packet::ConnAck(ack) => Err(BenchError::Connect(format!(
@@ -469,7 +470,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(p.topic, "hfb/x/7");
+        assert_eq!(&*p.topic, "hfb/x/7");
         assert_eq!(p.payload.len(), 64);
         assert_eq!(p.payload.as_ref(), payload);
         let want_id = (qos != QoS::AtMostOnce).then_some(0x1234);

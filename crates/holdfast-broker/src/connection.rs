@@ -507,7 +507,7 @@ async fn read_connect<S: AsyncRead + Unpin>(
 ) -> Result<Connect, ConnectFailure> {
     loop {
         match decode_packet(rbuf, ProtocolVersion::V3_1_1, max) {
-            Ok(Some(Packet::Connect(c))) => return Ok(c),
+            Ok(Some(Packet::Connect(c))) => return Ok(*c),
             Ok(Some(other)) => return Err(ConnectFailure::NotConnect(other.name())),
             Ok(None) => {}
             Err(e) => return Err(ConnectFailure::Decode(e)),

@@ -66,7 +66,7 @@ impl OutAliases {
             Plan::Plain => {}
             Plan::Set(a) => p.properties.topic_alias = Some(a),
             Plan::Use(a) => {
-                p.topic.clear();
+                p.topic = holdfast_proto::empty_topic();
                 p.properties.topic_alias = Some(a);
             }
         }
@@ -99,7 +99,7 @@ impl OutAliases {
 #[derive(Debug, Default)]
 pub(crate) struct InAliases {
     max: u16,
-    topics: HashMap<u16, String>,
+    topics: HashMap<u16, std::sync::Arc<str>>,
 }
 
 impl InAliases {
@@ -166,7 +166,7 @@ mod tests {
         let plan = a.plan(topic);
         OutAliases::apply(plan, &mut p);
         a.commit(topic, plan);
-        (p.topic, p.properties.topic_alias)
+        (p.topic.to_string(), p.properties.topic_alias)
     }
 
     #[test] // Topic and alias the first time, the alias alone afterwards.
@@ -217,15 +217,15 @@ mod tests {
         let mut a = InAliases::new(3);
         let mut p = publish("s/1", Some(3));
         a.resolve(&mut p).unwrap();
-        assert_eq!((p.topic.as_str(), p.properties.topic_alias), ("s/1", None));
+        assert_eq!((&*p.topic, p.properties.topic_alias), ("s/1", None));
         let mut p = publish("", Some(3));
         a.resolve(&mut p).unwrap();
-        assert_eq!(p.topic, "s/1");
+        assert_eq!(&*p.topic, "s/1");
         // A new topic for the same alias replaces the mapping.
         a.resolve(&mut publish("s/2", Some(3))).unwrap();
         let mut p = publish("", Some(3));
         a.resolve(&mut p).unwrap();
-        assert_eq!(p.topic, "s/2");
+        assert_eq!(&*p.topic, "s/2");
     }
 
     #[test] // Above our maximum: 0x94; unknown alias with an empty topic: 0x82.

@@ -537,7 +537,7 @@ async fn attempt(
     connect: Connect,
 ) -> Result<(Conn, bool, Properties), ClientError> {
     let mut conn = Conn::open(&transport, connect.protocol).await?;
-    conn.send(&Packet::Connect(connect))?;
+    conn.send(&Packet::Connect(Box::new(connect)))?;
     conn.flush().await?;
     match conn.read().await? {
         Packet::ConnAck(ack) if ack.reason.is_error() => {

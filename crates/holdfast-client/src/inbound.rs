@@ -199,7 +199,7 @@ impl EventLoop {
             }
             if !permits.is_empty() {
                 let m = Message {
-                    topic: p.topic.clone(),
+                    topic: p.topic.to_string(),
                     payload: p.payload.clone(),
                     qos: p.qos,
                     retain: p.retain,

@@ -69,7 +69,7 @@ pub fn fuzz_session(data: &[u8]) {
         match (&mut session, packet) {
             (None, Packet::Connect(c)) => {
                 let protocol = c.protocol;
-                let Ok(params) = validate_connect(c, &cfg, || "assigned".into()) else {
+                let Ok(params) = validate_connect(*c, &cfg, || "assigned".into()) else {
                     break;
                 };
                 let mut s = Session::new(params.client_id.clone(), protocol, cfg.clone());
@@ -154,7 +154,7 @@ mod tests {
                 password: None,
                 properties: Properties::default(),
             };
-            encode_packet(&Packet::Connect(connect), version, &mut b).unwrap();
+            encode_packet(&Packet::Connect(Box::new(connect)), version, &mut b).unwrap();
             let sub = Subscribe {
                 packet_id: 1,
                 filters: vec![("a/#".into(), Default::default())],

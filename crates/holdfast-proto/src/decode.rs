@@ -332,7 +332,7 @@ fn decode_connect(mut r: Reader<'_>) -> Result<Packet, DecodeError> {
         None
     };
     r.finish()?;
-    Ok(Packet::Connect(Connect {
+    Ok(Packet::Connect(Box::new(Connect {
         protocol,
         clean_start,
         keep_alive,
@@ -341,7 +341,7 @@ fn decode_connect(mut r: Reader<'_>) -> Result<Packet, DecodeError> {
         username,
         password,
         properties,
-    }))
+    })))
 }
 
 fn decode_connack(mut r: Reader<'_>, version: ProtocolVersion) -> Result<Packet, DecodeError> {
@@ -416,7 +416,7 @@ fn decode_publish(buf: &mut BytesMut, h: FixedHeader, version: ProtocolVersion) 
             why: "topic name contains a wildcard", // [MQTT-3.3.2-2]
         });
     }
-    let topic = topic.to_owned();
+    let topic = std::sync::Arc::<str>::from(topic);
     let payload_at = h.header_len + r.position();
     let payload = if payload_at == total {
         buf.advance(total);

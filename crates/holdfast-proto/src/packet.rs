@@ -4,12 +4,11 @@ use crate::{Properties, ProtocolVersion, QoS, ReasonCode};
 
 /// One control packet. Fields that only exist in MQTT 5 (reason codes, properties) are ignored when
 /// encoding for 3.1/3.1.1 and take their defaults when decoding 3.1/3.1.1.
-// CONNECT (two property sets) is the largest variant. Boxing it would shrink every Packet but change
-// the variant's shape that other crates build on; left as is for now.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
-    Connect(Connect),
+    /// Boxed: by far the largest packet, and one per connection; unboxed it would make every
+    /// packet (moved around and queued per message) more than twice as large.
+    Connect(Box<Connect>),
     ConnAck(ConnAck),
     Publish(Publish),
     PubAck(PubResp),
@@ -80,13 +79,20 @@ pub struct ConnAck {
     pub properties: Properties,
 }
 
+/// The empty topic name of a PUBLISH that names its topic by alias only, shared.
+pub fn empty_topic() -> std::sync::Arc<str> {
+    static EMPTY: std::sync::LazyLock<std::sync::Arc<str>> =
+        std::sync::LazyLock::new(|| std::sync::Arc::from(""));
+    EMPTY.clone()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publish {
     pub dup: bool,
     pub qos: QoS,
     pub retain: bool,
     /// May be empty in MQTT 5 when a topic alias is set.
-    pub topic: String,
+    pub topic: std::sync::Arc<str>,
     /// Present exactly when qos > 0.
     pub packet_id: Option<u16>,
     pub payload: Bytes,

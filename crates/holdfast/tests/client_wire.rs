@@ -102,7 +102,7 @@ impl Proxy {
         self.packets(Dir::Up)
             .into_iter()
             .filter_map(|p| match p {
-                Packet::Connect(c) => Some(c),
+                Packet::Connect(c) => Some(*c),
                 _ => None,
             })
             .collect()
@@ -211,17 +211,17 @@ async fn publisher_uses_topic_aliases() {
     let sent = proxy.publishes(Dir::Up);
     assert_eq!(sent.len(), 60);
     assert_eq!(
-        (sent[0].topic.as_str(), sent[0].properties.topic_alias),
+        (&*sent[0].topic, sent[0].properties.topic_alias),
         (LONG, Some(1))
     );
     assert_eq!(
-        (sent[2].topic.as_str(), sent[2].properties.topic_alias),
+        (&*sent[2].topic, sent[2].properties.topic_alias),
         (OTHER, Some(2))
     );
     for (i, p) in sent.iter().enumerate().skip(3) {
         let alias = if topic(i) == LONG { 1 } else { 2 };
         assert_eq!(
-            (p.topic.as_str(), p.properties.topic_alias),
+            (&*p.topic, p.properties.topic_alias),
             ("", Some(alias)),
             "{i}"
         );
@@ -238,7 +238,7 @@ async fn publisher_uses_topic_aliases() {
         .wait_for("the unacked PUBLISH", |p| p.publishes(Dir::Up).len() == 61)
         .await;
     assert_eq!(
-        proxy.publishes(Dir::Up)[60].topic,
+        &*proxy.publishes(Dir::Up)[60].topic,
         "",
         "aliased on the first connection"
     );
@@ -248,7 +248,7 @@ async fn publisher_uses_topic_aliases() {
     let resent = &proxy.publishes(Dir::Up)[61];
     assert!(resent.dup, "{resent:?}");
     assert_eq!(
-        (resent.topic.as_str(), resent.properties.topic_alias),
+        (&*resent.topic, resent.properties.topic_alias),
         (LONG, Some(1))
     );
     assert_eq!(&recv(&mut sub).await.payload[..], b"unacked");
@@ -284,7 +284,7 @@ async fn publisher_reuses_aliases_beyond_its_maximum() {
     let wire: Vec<(String, Option<u16>)> = proxy
         .publishes(Dir::Up)
         .into_iter()
-        .map(|p| (p.topic, p.properties.topic_alias))
+        .map(|p| (p.topic.to_string(), p.properties.topic_alias))
         .collect();
     let expected = [
         ("lru/a", 1),
@@ -319,7 +319,7 @@ async fn no_aliases_when_the_server_allows_none() {
     assert_eq!(sent.len(), 5);
     assert!(
         sent.iter()
-            .all(|p| p.topic == LONG && p.properties.topic_alias.is_none()),
+            .all(|p| &*p.topic == LONG && p.properties.topic_alias.is_none()),
         "{sent:?}"
     );
     c.disconnect().await.unwrap();
@@ -411,7 +411,7 @@ async fn topic_aliases_can_be_turned_off() {
     assert_eq!(all.len(), 10);
     assert!(
         all.iter()
-            .all(|p| p.topic == LONG && p.properties.topic_alias.is_none()),
+            .all(|p| &*p.topic == LONG && p.properties.topic_alias.is_none()),
         "{all:?}"
     );
 }
@@ -488,7 +488,7 @@ impl Peer {
             properties: Default::default(),
         }))
         .await;
-        c
+        *c
     }
 }
 

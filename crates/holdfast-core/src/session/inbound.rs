@@ -199,7 +199,7 @@ impl Session {
                 self.protocol_error(out);
                 return None;
             }
-            return Some(Arc::from(p.topic.as_str()));
+            return Some(p.topic.clone());
         };
         if alias == 0 || alias > self.cfg.topic_alias_maximum {
             self.close_with(ReasonCode::TOPIC_ALIAS_INVALID, out); // [MQTT-3.3.2-9] [MQTT-3.3.2-10]
@@ -213,7 +213,7 @@ impl Session {
             }
             found
         } else {
-            let topic: Arc<str> = Arc::from(p.topic.as_str());
+            let topic = p.topic.clone();
             conn.aliases_in.insert(alias, topic.clone());
             Some(topic)
         }

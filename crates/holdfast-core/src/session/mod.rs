@@ -366,7 +366,7 @@ impl Session {
             dup: false,
             qos: will.qos,
             retain: will.retain,
-            topic: will.topic.clone(),
+            topic: will.topic.as_str().into(),
             packet_id: None,
             payload: will.payload,
             properties: will.properties,

@@ -296,7 +296,7 @@ impl Session {
             dup,
             qos: d.qos,
             retain: d.retain,
-            topic: d.msg.topic.to_string(),
+            topic: d.msg.topic.clone(),
             packet_id: id,
             payload: d.msg.payload.clone(),
             properties,
@@ -319,7 +319,7 @@ impl Session {
             // Aliases are handed out first come, first served, up to the client's maximum; a topic
             // already aliased is sent with an empty name [MQTT-3.3.2-?].
             if let Some(&alias) = conn.aliases_out.get(&d.msg.topic) {
-                publish.topic.clear();
+                publish.topic = holdfast_proto::empty_topic();
                 publish.properties.topic_alias = Some(alias);
             } else if conn.aliases_out.len() < usize::from(conn.alias_max_out) {
                 let alias = conn.aliases_out.len() as u16 + 1;

@@ -687,7 +687,7 @@ fn inbound_topic_alias_rules() {
     s.handle_packet(Packet::Publish(p.clone()), T0, &mut out);
     s.handle_packet(
         Packet::Publish(Publish {
-            topic: String::new(),
+            topic: "".into(),
             ..p.clone()
         }),
         T0,
@@ -786,7 +786,7 @@ fn second_connect_is_protocol_error() {
     let c = connect_packet(ProtocolVersion::V5, true);
     attach(&mut s, c.clone(), false, T0);
     let mut out = Vec::new();
-    s.handle_packet(Packet::Connect(c), T0, &mut out);
+    s.handle_packet(Packet::Connect(Box::new(c)), T0, &mut out);
     assert_eq!(out, vec![Action::Close(Some(ReasonCode::PROTOCOL_ERROR))]);
 }
 

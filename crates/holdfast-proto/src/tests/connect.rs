@@ -28,7 +28,7 @@ fn connect_v311_minimal() {
     let bytes = [
         0x10, 0x0C, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3C, 0x00, 0x00,
     ];
-    wire(&Packet::Connect(connect(V311)), V311, &bytes);
+    wire(&Packet::Connect(Box::new(connect(V311))), V311, &bytes);
 }
 
 #[test] // MQTT 3.1: protocol name "MQIsdp", level 3.
@@ -36,13 +36,13 @@ fn connect_v31_minimal() {
     let mut c = connect(V31);
     c.client_id = "abc".into();
     let bytes = head("MQIsdp", 3).u8(0x02).u16(60).str("abc").frame(0x10);
-    wire(&Packet::Connect(c), V31, &bytes);
+    wire(&Packet::Connect(Box::new(c)), V31, &bytes);
 }
 
 #[test] // MQTT 5.0: an empty property section follows the keep alive.
 fn connect_v5_minimal() {
     let bytes = head("MQTT", 5).u8(0x02).u16(60).u8(0).u16(0).frame(0x10);
-    wire(&Packet::Connect(connect(V5)), V5, &bytes);
+    wire(&Packet::Connect(Box::new(connect(V5))), V5, &bytes);
 }
 
 fn full_will(v5: bool) -> Will {
@@ -86,7 +86,7 @@ fn connect_with_everything_round_trips_in_each_version() {
             c.properties.authentication_data = Some(Bytes::from_static(b"data"));
             c.properties.user_properties = vec![("a".into(), "b".into())];
         }
-        let p = Packet::Connect(c);
+        let p = Packet::Connect(Box::new(c));
         let bytes = enc(&p, v);
         // Flags: user name, password, will retain, will QoS 2, will flag; clean start 0.
         let h = crate::read_fixed_header(&bytes, usize::MAX)
@@ -102,10 +102,10 @@ fn connect_with_everything_round_trips_in_each_version() {
 fn connect_is_decoded_by_its_own_protocol_level() {
     let bytes = head("MQTT", 5).u8(0x02).u16(60).u8(0).u16(0).frame(0x10);
     for v in ALL {
-        assert_eq!(dec_ok(&bytes, v), Packet::Connect(connect(V5)));
+        assert_eq!(dec_ok(&bytes, v), Packet::Connect(Box::new(connect(V5))));
     }
     let bytes = head("MQTT", 4).u8(0x02).u16(60).u16(0).frame(0x10);
-    assert_eq!(dec_ok(&bytes, V5), Packet::Connect(connect(V311)));
+    assert_eq!(dec_ok(&bytes, V5), Packet::Connect(Box::new(connect(V311))));
 }
 
 #[test] // [MQTT-3.1.2-2] a known protocol name with an unsupported level: answer CONNACK 0x84 / 1.
@@ -199,11 +199,11 @@ fn password_without_user_name() {
         .frame(0x10);
     let mut c = connect(V5);
     c.password = Some(Bytes::from_static(b"pw"));
-    wire(&Packet::Connect(c.clone()), V5, &bytes);
+    wire(&Packet::Connect(Box::new(c.clone())), V5, &bytes);
 
     c.protocol = V311;
     assert!(matches!(
-        enc_err(&Packet::Connect(c), V311),
+        enc_err(&Packet::Connect(Box::new(c)), V311),
         EncodeError::Invalid { .. }
     ));
 }
@@ -221,7 +221,7 @@ fn client_id_must_be_valid_utf8_without_nul() {
     let mut c = connect(V311);
     c.client_id = "a\0b".into();
     assert!(matches!(
-        enc_err(&Packet::Connect(c), V311),
+        enc_err(&Packet::Connect(Box::new(c)), V311),
         EncodeError::Invalid { .. }
     ));
 }
@@ -266,12 +266,12 @@ fn encoder_refuses_strings_over_65535_bytes() {
     let mut c = connect(V311);
     c.client_id = "x".repeat(65_536);
     assert!(matches!(
-        enc_err(&Packet::Connect(c), V311),
+        enc_err(&Packet::Connect(Box::new(c)), V311),
         EncodeError::Invalid { .. }
     ));
     let mut c = connect(V311);
     c.client_id = "x".repeat(65_535);
-    crate::fuzzing::check_round_trip(&Packet::Connect(c), V311);
+    crate::fuzzing::check_round_trip(&Packet::Connect(Box::new(c)), V311);
 }
 
 fn connack(session_present: bool, reason: ReasonCode) -> Packet {

@@ -240,7 +240,7 @@ fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                 if !v.is_v5() && username.is_none() {
                     password = None;
                 }
-                Packet::Connect(Connect {
+                Packet::Connect(Box::new(Connect {
                     protocol: v,
                     clean_start,
                     keep_alive,
@@ -249,7 +249,7 @@ fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     username,
                     password,
                     properties,
-                })
+                }))
             },
         )
 }
@@ -292,7 +292,7 @@ fn publish(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     dup: dup && queued,
                     qos,
                     retain,
-                    topic,
+                    topic: topic.into(),
                     packet_id: queued.then_some(id),
                     payload,
                     properties,
