@@ -37,6 +37,8 @@ pub struct Matches<'a, V> {
     pub direct: Vec<(&'a ClientId, &'a V)>,
     /// Each matching shared group once, whichever member the caller then picks [MQTT-4.8.2-3].
     pub shared: Vec<&'a SharedGroup<V>>,
+    /// How many filters contributed to `direct`: with one, no client appears twice in it.
+    pub direct_filters: usize,
     stack: Vec<(&'a Node<V>, usize)>,
 }
 
@@ -242,6 +244,7 @@ impl<V> Matches<'_, V> {
         Matches {
             direct: Vec::new(),
             shared: Vec::new(),
+            direct_filters: 0,
             stack: Vec::new(),
         }
     }
@@ -249,6 +252,7 @@ impl<V> Matches<'_, V> {
     pub fn clear(&mut self) {
         self.direct.clear();
         self.shared.clear();
+        self.direct_filters = 0;
     }
 }
 
@@ -443,8 +447,11 @@ impl<V> Subs<V> {
     }
 
     fn collect<'a>(&'a self, out: &mut Matches<'a, V>) {
-        out.direct
-            .extend(self.direct.entries.iter().map(|(c, v)| (c, v)));
+        if !self.direct.entries.is_empty() {
+            out.direct_filters += 1;
+            out.direct
+                .extend(self.direct.entries.iter().map(|(c, v)| (c, v)));
+        }
         out.shared.extend(self.groups.iter());
     }
 }
