@@ -1,6 +1,7 @@
 //! The shared state of a running broker and the execution of core actions against it.
 //!
-//! Lock order, to stay deadlock-free: `sessions` (registry) -> a session `Slot` -> `subs` / `retained`.
+//! Lock order, to stay deadlock-free: `sessions` (registry) -> a session `Slot` -> `subs` / `retained`;
+//! a connection's [`Outbox`] is locked last, briefly, and never while taking another lock.
 //! Routing takes `subs` for reading, collects its targets and releases it before locking any slot, and
 //! never holds two slots at once.
 
@@ -24,14 +25,15 @@ use holdfast_proto::topic::parse_shared;
 use holdfast_proto::{Packet, QoS, ReasonCode};
 use holdfast_store::Store;
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::mpsc;
 
 use crate::stats::Stats;
 use crate::ticket::Ticket;
 
 mod admin;
+mod outbox;
 mod restore;
 pub use admin::{AdminAction, BrokerStats, RetainedInfo, SessionQuery};
+pub use outbox::{DeferWakes, Outbound, Outbox};
 
 /// Most packets waiting to be written to one connection before QoS 0 messages to it are dropped: a
 /// client that does not read must not grow the broker's memory without bound.
@@ -42,57 +44,6 @@ pub fn now_millis() -> Millis {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as Millis)
         .unwrap_or(0)
-}
-
-/// What a connection task is told to write. Kept small: the channel allocates its slots in blocks, so
-/// an unboxed packet (hundreds of bytes) would cost every idle connection tens of KiB.
-#[derive(Debug)]
-pub enum Outbound {
-    Packet(Box<Packet>),
-    /// Send nothing more until this commit completes; if it fails, what follows must not acknowledge
-    /// anything (see `Connection::gated`).
-    Wait(Arc<Ticket>),
-    /// Close the connection, after a DISCONNECT with this reason for MQTT 5 clients.
-    Close(Option<ReasonCode>),
-}
-
-/// The way into a connection task's writer.
-#[derive(Debug, Clone)]
-pub struct ConnHandle {
-    tx: mpsc::UnboundedSender<Outbound>,
-    pending: Arc<AtomicUsize>,
-    closing: Arc<AtomicBool>,
-}
-
-impl ConnHandle {
-    pub fn new() -> (
-        ConnHandle,
-        mpsc::UnboundedReceiver<Outbound>,
-        Arc<AtomicUsize>,
-    ) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let pending = Arc::new(AtomicUsize::new(0));
-        let closing = Arc::new(AtomicBool::new(false));
-        (
-            ConnHandle {
-                tx,
-                pending: pending.clone(),
-                closing,
-            },
-            rx,
-            pending,
-        )
-    }
-
-    /// Set once the server has decided to close this connection: the reader stops at once.
-    pub fn closing(&self) -> Arc<AtomicBool> {
-        self.closing.clone()
-    }
-
-    fn send(&self, o: Outbound) -> bool {
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        self.tx.send(o).is_ok()
-    }
 }
 
 /// A connected session whose backlog (queued messages plus packets not yet written) passes this
@@ -151,7 +102,7 @@ impl SlotInner {
     /// Messages and packets this session's client has yet to be sent.
     fn backlog(&self) -> usize {
         match &self.conn {
-            Some(c) => self.session.queued_len() + c.pending.load(Ordering::Relaxed),
+            Some(c) => self.session.queued_len() + c.pending(),
             None => 0,
         }
     }
@@ -159,7 +110,7 @@ impl SlotInner {
 
 struct SlotInner {
     session: Session,
-    conn: Option<ConnHandle>,
+    conn: Option<Arc<Outbox>>,
 }
 
 /// A subscription in the topic tree points straight at its session, so routing needs no registry lookup.
@@ -282,7 +233,7 @@ impl Broker {
     pub fn open_session(
         &self,
         p: ConnectParams,
-        handle: ConnHandle,
+        outbox: Arc<Outbox>,
         now: Millis,
     ) -> (Arc<Slot>, u64) {
         let mut later = Vec::new();
@@ -311,7 +262,7 @@ impl Broker {
         if !resume {
             inner.session = Session::new(p.client_id.clone(), p.protocol, self.cfg.clone());
         }
-        inner.conn = Some(handle);
+        inner.conn = Some(outbox);
         slot.online.store(true, Ordering::Release);
         let mut out = Vec::new();
         let generation = self.next_connection.fetch_add(1, Ordering::Relaxed);
@@ -409,7 +360,7 @@ impl Broker {
         if let Some(conn) = &inner.conn {
             if out.iter().any(|a| matches!(a, Action::Send(_))) {
                 for gate in gates.iter().filter(|g| !g.is_done_ok()) {
-                    conn.send(Outbound::Wait(gate.clone()));
+                    conn.push(Outbound::Wait(gate.clone()));
                 }
             }
         }
@@ -455,31 +406,25 @@ impl Broker {
                         let ticket = Ticket::new();
                         // Everything written after this waits until the batch is stored.
                         if let Some(conn) = &inner.conn {
-                            conn.send(Outbound::Wait(ticket.clone()));
+                            conn.push(Outbound::Wait(ticket.clone()));
                         }
                         batch.ticket = Some(ticket);
                     }
                 }
                 Action::Send(packet) => {
                     if let Some(conn) = &inner.conn {
-                        if is_qos0_publish(&packet)
-                            && conn.pending.load(Ordering::Relaxed) > MAX_PENDING_WRITES
-                        {
+                        if is_qos0_publish(&packet) && conn.pending() > MAX_PENDING_WRITES {
                             self.stats.dropped(DropReason::QueueFull);
                             continue;
                         }
-                        if let Packet::Publish(p) = &packet {
-                            self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
-                            self.stats.sent_by_qos[usize::from(p.qos.as_u8())]
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                        conn.send(Outbound::Packet(Box::new(packet)));
+                        // Counted as sent by the connection task, once written.
+                        conn.push(Outbound::Packet(packet));
                     }
                 }
                 Action::Close(reason) => {
                     if let Some(conn) = &inner.conn {
-                        conn.closing.store(true, Ordering::Relaxed);
-                        conn.send(Outbound::Close(reason));
+                        conn.set_closing();
+                        conn.push(Outbound::Close(reason));
                     }
                 }
                 Action::Subscribe {
@@ -691,7 +636,7 @@ impl Broker {
             }
             if let Some(conn) = &guard.conn {
                 if out.iter().any(|a| matches!(a, Action::Send(_))) {
-                    conn.send(Outbound::Wait(ticket.clone()));
+                    conn.push(Outbound::Wait(ticket.clone()));
                 }
             }
             self.perform_locked(guard, slot, out, &mut later, &mut batch);
@@ -805,7 +750,7 @@ impl Broker {
             let inner = slot.inner.lock();
             if let Some(conn) = &inner.conn {
                 let v5 = inner.session.protocol().is_v5();
-                conn.send(Outbound::Close(v5.then_some(reason)));
+                conn.push(Outbound::Close(v5.then_some(reason)));
             }
         }
     }

@@ -15,15 +15,23 @@ use holdfast_proto::{
 };
 use holdfast_store::StoreError;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::auth::{ConnContext, PublishRate};
-use crate::broker::{now_millis, Broker, ConnHandle, Outbound, Slot, PACE_MAX_WAIT};
+use crate::broker::{now_millis, Broker, DeferWakes, Outbound, Outbox, Slot, PACE_MAX_WAIT};
 
 /// Stop batching writes past this many bytes.
 const WRITE_BATCH: usize = 64 * 1024;
+
+/// Bounds of the read size. An idle connection reads into a small buffer; one whose reads fill the
+/// buffer gets a larger one, so a busy publisher's messages are read, routed and acknowledged many
+/// at a time (and its subscribers get them in fewer, larger writes).
+const MIN_READ: usize = 512;
+const MAX_READ: usize = 32 * 1024;
+
+/// Connections woken by handling a read are woken after at most this many of its packets.
+const WAKE_EVERY: usize = 64;
 
 /// Counts the connection for its lifetime.
 struct Counted(Arc<Broker>);
@@ -48,9 +56,7 @@ struct Established<S> {
     conn: Connection<S>,
     slot: Arc<Slot>,
     generation: u64,
-    rx: UnboundedReceiver<Outbound>,
-    pending: Arc<std::sync::atomic::AtomicUsize>,
-    closing: Arc<std::sync::atomic::AtomicBool>,
+    outbox: Arc<Outbox>,
     keep_alive: Option<Duration>,
     /// Holds the connection's place in its address's count.
     _ctx: ConnContext,
@@ -65,10 +71,8 @@ where
     let Some(mut e) = Box::pin(establish(&broker, stream, peer, ctx)).await else {
         return;
     };
-    let end = e
-        .conn
-        .pump(&broker, &e.slot, e.rx, &e.pending, &e.closing, e.keep_alive)
-        .await;
+    let end = e.conn.pump(&broker, &e.slot, &e.outbox, e.keep_alive).await;
+    e.outbox.close();
     debug!(?end, "disconnected");
     broker.close_session(&e.slot, e.generation, now_millis());
     let _ = e.conn.stream.shutdown().await;
@@ -166,9 +170,8 @@ where
         secs => Some(Duration::from_millis(u64::from(secs) * 1500)),
     };
     debug!(protocol = %version, clean_start = params.clean_start, keep_alive = params.keep_alive, "connected");
-    let (handle, rx, pending) = ConnHandle::new();
-    let closing = handle.closing();
-    let (slot, generation) = broker.open_session(params, handle, now_millis());
+    let outbox = Outbox::new();
+    let (slot, generation) = broker.open_session(params, outbox.clone(), now_millis());
     let conn = Connection {
         stream,
         rbuf,
@@ -179,14 +182,13 @@ where
         after_wait: false,
         close_after_write: false,
         publish_rate: PublishRate::new(ctx.security.limits().max_publish_rate),
+        read_size: MIN_READ,
     };
     Some(Established {
         conn,
         slot,
         generation,
-        rx,
-        pending,
-        closing,
+        outbox,
         keep_alive,
         _ctx: ctx,
     })
@@ -231,6 +233,8 @@ struct Connection<S> {
     close_after_write: bool,
     /// `[limits] max_publish_rate`.
     publish_rate: Option<PublishRate>,
+    /// Room to make for the next read, between [`MIN_READ`] and [`MAX_READ`].
+    read_size: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
@@ -238,9 +242,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         &mut self,
         broker: &Broker,
         slot: &Arc<Slot>,
-        mut rx: UnboundedReceiver<Outbound>,
-        pending: &std::sync::atomic::AtomicUsize,
-        closing: &std::sync::atomic::AtomicBool,
+        outbox: &Outbox,
         keep_alive: Option<Duration>,
     ) -> End {
         let far = Duration::from_secs(86_400 * 365);
@@ -248,21 +250,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         // Set while a session this client publishes to has too long a backlog (see `Pace`): nothing
         // more is read from the socket until it falls or the wait times out.
         let mut paused: Option<(Arc<Slot>, Instant)> = None;
+        // What was taken from the outbox; kept between batches for its capacity.
+        let mut batch: Vec<Outbound> = Vec::new();
         loop {
+            let spare = self.reserve_read();
             // Registered before `congested` looks, so a release in between is not missed.
             let target = paused.as_ref().map(|(t, _)| t.clone());
             let drained = target.as_deref().map(Broker::drained);
             if let Some(target) = &target {
                 if !broker.congested(target) {
                     paused = None;
-                    let resumed = self.read_on(
-                        broker,
-                        slot,
-                        closing,
-                        &mut paused,
-                        keep_alive,
-                        &mut deadline,
-                    );
+                    let resumed =
+                        self.read_on(broker, slot, outbox, &mut paused, keep_alive, &mut deadline);
                     if let Err(end) = resumed.await {
                         return end;
                     }
@@ -272,58 +271,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             let pause_until = paused.as_ref().map_or(deadline, |(_, until)| *until);
             tokio::select! {
                 biased;
-                out = rx.recv() => {
-                    let Some(mut out) = out else { return End::ClosedByServer };
-                    loop {
-                        pending.fetch_sub(1, Ordering::Relaxed);
-                        match out {
-                            Outbound::Wait(ticket) => {
-                                if ticket.is_pending()
-                                    && !self.wbuf.is_empty()
-                                    && self.flush_wbuf(broker).await.is_err()
-                                {
-                                    return End::Io;
-                                }
-                                let failed = ticket.wait().await.err().map(|e| match e {
-                                    StoreError::QuotaExceeded { .. } => ReasonCode::QUOTA_EXCEEDED,
-                                    _ => ReasonCode::UNSPECIFIED_ERROR,
-                                });
-                                // Consecutive waits guard the same packets: any failure counts.
-                                let before = self.gate_failed;
-                                self.gate_failed = if self.after_wait { self.gate_failed.or(failed) } else { failed };
-                                self.after_wait = true;
-                                match (before, self.gate_failed) {
-                                    (None, Some(reason)) => warn!(%reason, "store commits failing: withholding acknowledgements"),
-                                    (Some(_), None) => info!("store commits succeed again"),
-                                    _ => {}
-                                }
-                            }
-                            Outbound::Packet(p) => {
-                                self.after_wait = false;
-                                if let Some(p) = self.gated(p) {
-                                    self.encode(&p);
-                                }
-                            }
-                            Outbound::Close(reason) => {
-                                self.close_with(reason).await;
-                                return End::ClosedByServer;
-                            }
-                        }
-                        if self.wbuf.len() >= WRITE_BATCH {
-                            break;
-                        }
-                        match rx.try_recv() {
-                            Ok(next) => out = next,
-                            Err(_) => break,
-                        }
+                () = outbox.ready() => {
+                    outbox.take(&mut batch);
+                    if let Err(end) = self.write_batch(broker, slot, outbox, &mut batch).await {
+                        return end;
                     }
-                    if self.flush_wbuf(broker).await.is_err() {
-                        return End::Io;
-                    }
-                    broker.written(slot);
-                    if self.close_after_write {
-                        self.close_with(None).await;
-                        return End::ClosedByServer;
+                    // Room for a few entries is not worth keeping: most connections are idle
+                    // most of the time.
+                    if batch.capacity() <= 16 {
+                        batch = Vec::new();
                     }
                 }
                 read = self.stream.read_buf(&mut self.rbuf), if paused.is_none() => {
@@ -332,9 +288,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                         Err(_) => return End::Io,
                         Ok(n) => {
                             broker.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                            self.size_reads(n, spare);
                         }
                     }
-                    let resumed = self.read_on(broker, slot, closing, &mut paused, keep_alive, &mut deadline);
+                    let resumed = self.read_on(broker, slot, outbox, &mut paused, keep_alive, &mut deadline);
                     if let Err(end) = resumed.await {
                         return end;
                     }
@@ -344,7 +301,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                     // publisher woken goes on (at least to its next message) even if others filled
                     // the backlog again first: the first to run must not starve the rest.
                     paused = None;
-                    let resumed = self.read_on(broker, slot, closing, &mut paused, keep_alive, &mut deadline);
+                    let resumed = self.read_on(broker, slot, outbox, &mut paused, keep_alive, &mut deadline);
                     if let Err(end) = resumed.await {
                         return end;
                     }
@@ -354,7 +311,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                         debug!("a subscriber made no progress for {PACE_MAX_WAIT:?}: no longer pacing for it");
                         broker.stalled(&target);
                     }
-                    let resumed = self.read_on(broker, slot, closing, &mut paused, keep_alive, &mut deadline);
+                    let resumed = self.read_on(broker, slot, outbox, &mut paused, keep_alive, &mut deadline);
                     if let Err(end) = resumed.await {
                         return end;
                     }
@@ -366,6 +323,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 }
             }
         }
+    }
+
+    /// Make room for the next read; returns how much there is. A large buffer is given back once
+    /// it is empty and reads have become small.
+    fn reserve_read(&mut self) -> usize {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * self.read_size {
+            self.rbuf = BytesMut::new();
+        }
+        if self.rbuf.capacity() - self.rbuf.len() < self.read_size / 2 {
+            self.rbuf.reserve(self.read_size);
+        }
+        self.rbuf.capacity() - self.rbuf.len()
+    }
+
+    fn size_reads(&mut self, n: usize, spare: usize) {
+        self.read_size = next_read_size(self.read_size, n, spare);
     }
 
     async fn flush_wbuf(&mut self, broker: &Broker) -> std::io::Result<()> {
@@ -385,7 +358,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         &mut self,
         broker: &Broker,
         slot: &Arc<Slot>,
-        closing: &std::sync::atomic::AtomicBool,
+        outbox: &Outbox,
         paused: &mut Option<(Arc<Slot>, Instant)>,
         keep_alive: Option<Duration>,
         deadline: &mut Instant,
@@ -393,7 +366,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         if let Some(ka) = keep_alive {
             *deadline = Instant::now() + ka;
         }
-        self.handle_buffered(broker, slot, closing, paused).await
+        self.handle_buffered(broker, slot, outbox, paused).await
     }
 
     /// Handle the complete packets in the read buffer, in order. Stops early once the server is
@@ -403,13 +376,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         &mut self,
         broker: &Broker,
         slot: &Arc<Slot>,
-        closing: &std::sync::atomic::AtomicBool,
+        outbox: &Outbox,
         paused: &mut Option<(Arc<Slot>, Instant)>,
     ) -> Result<(), End> {
+        match self.handle_packets(broker, slot, outbox, paused) {
+            Ok(()) => Ok(()),
+            Err(reason) => {
+                self.close_with(Some(reason)).await;
+                Err(End::Malformed)
+            }
+        }
+    }
+
+    /// [`Connection::handle_buffered`] up to the point where the connection must be closed with the
+    /// reason returned. The connections this wakes (subscribers, and this one for its
+    /// acknowledgements) are woken once at the end: each then writes what this read caused at once.
+    fn handle_packets(
+        &mut self,
+        broker: &Broker,
+        slot: &Arc<Slot>,
+        outbox: &Outbox,
+        paused: &mut Option<(Arc<Slot>, Instant)>,
+    ) -> Result<(), ReasonCode> {
+        let mut defer = DeferWakes::begin();
         // One clock reading for what arrived together: the clock is a measurable share of the work
         // per packet, and millisecond precision is all the session needs.
         let now = now_millis();
+        let mut handled = 0;
         loop {
+            handled += 1;
+            if handled % WAKE_EVERY == 0 {
+                // A large read is handled in parts: receivers wait for one part, not all of it.
+                drop(defer);
+                defer = DeferWakes::begin();
+            }
             match decode_packet(&mut self.rbuf, self.version, self.max_packet) {
                 Ok(Some(packet)) => {
                     if matches!(packet, Packet::Publish(_))
@@ -419,13 +419,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                             .stats
                             .publish_rate_exceeded
                             .fetch_add(1, Ordering::Relaxed);
-                        self.close_with(Some(ReasonCode::MESSAGE_RATE_TOO_HIGH))
-                            .await;
-                        return Err(End::Malformed);
+                        return Err(ReasonCode::MESSAGE_RATE_TOO_HIGH);
                     }
                     let congested = broker.handle_packet(slot, packet, now);
                     // Stop reading at once after a protocol violation or DISCONNECT.
-                    if closing.load(Ordering::Relaxed) {
+                    if outbox.is_closing() {
                         return Ok(());
                     }
                     if let Some(target) = congested {
@@ -436,11 +434,98 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     debug!(error = %e, "bad packet");
-                    self.close_with(Some(e.reason_code())).await;
-                    return Err(End::Malformed);
+                    return Err(e.reason_code());
                 }
             }
         }
+    }
+
+    /// Encode and write what was taken from the outbox, in order, in as few writes as it allows
+    /// (a store commit to wait for, or [`WRITE_BATCH`] bytes, ends a write).
+    async fn write_batch(
+        &mut self,
+        broker: &Broker,
+        slot: &Arc<Slot>,
+        outbox: &Outbox,
+        batch: &mut Vec<Outbound>,
+    ) -> Result<(), End> {
+        // PUBLISH packets by QoS, added to the shared counters once per batch: they are updated by
+        // every connection, and an atomic add per message would bounce their cache line between cores.
+        let mut sent = [0u64; 3];
+        let result = self.write_entries(broker, outbox, batch, &mut sent).await;
+        for (qos, n) in sent.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+            broker.stats.sent_by_qos[qos].fetch_add(n, Ordering::Relaxed);
+            broker.stats.messages_sent.fetch_add(n, Ordering::Relaxed);
+        }
+        result?;
+        if !self.wbuf.is_empty() && self.flush_wbuf(broker).await.is_err() {
+            return Err(End::Io);
+        }
+        broker.written(slot);
+        if self.close_after_write {
+            self.close_with(None).await;
+            return Err(End::ClosedByServer);
+        }
+        Ok(())
+    }
+
+    /// Encode the entries of a batch, writing out early only where [`Connection::write_batch`] says.
+    async fn write_entries(
+        &mut self,
+        broker: &Broker,
+        outbox: &Outbox,
+        batch: &mut Vec<Outbound>,
+        sent: &mut [u64; 3],
+    ) -> Result<(), End> {
+        for out in batch.drain(..) {
+            outbox.handled();
+            match out {
+                Outbound::Wait(ticket) => {
+                    if ticket.is_pending()
+                        && !self.wbuf.is_empty()
+                        && self.flush_wbuf(broker).await.is_err()
+                    {
+                        return Err(End::Io);
+                    }
+                    let failed = ticket.wait().await.err().map(|e| match e {
+                        StoreError::QuotaExceeded { .. } => ReasonCode::QUOTA_EXCEEDED,
+                        _ => ReasonCode::UNSPECIFIED_ERROR,
+                    });
+                    // Consecutive waits guard the same packets: any failure counts.
+                    let before = self.gate_failed;
+                    self.gate_failed = if self.after_wait {
+                        self.gate_failed.or(failed)
+                    } else {
+                        failed
+                    };
+                    self.after_wait = true;
+                    match (before, self.gate_failed) {
+                        (None, Some(reason)) => {
+                            warn!(%reason, "store commits failing: withholding acknowledgements")
+                        }
+                        (Some(_), None) => info!("store commits succeed again"),
+                        _ => {}
+                    }
+                }
+                Outbound::Packet(p) => {
+                    self.after_wait = false;
+                    if let Some(p) = self.gated(p) {
+                        if let Packet::Publish(p) = &p {
+                            sent[usize::from(p.qos.as_u8())] += 1;
+                        }
+                        self.encode(&p);
+                    }
+                }
+                Outbound::Close(reason) => {
+                    self.close_with(reason).await;
+                    return Err(End::ClosedByServer);
+                }
+            }
+            if self.wbuf.len() >= WRITE_BATCH && self.flush_wbuf(broker).await.is_err() {
+                return Err(End::Io);
+            }
+        }
+        Ok(())
     }
 
     fn encode(&mut self, p: &Packet) {
@@ -452,12 +537,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     /// What may be sent after a failed store commit: no acknowledgement of anything that was not
     /// stored (DESIGN.md, "Failures"). v5 acks carry the error, 3.1.1 acks are withheld, forwards of the
     /// unstored message wait for the client's next connection, and a CONNACK refuses the session.
-    fn gated(&mut self, mut p: Box<Packet>) -> Option<Box<Packet>> {
+    fn gated(&mut self, mut p: Packet) -> Option<Packet> {
         let Some(reason) = self.gate_failed else {
             return Some(p);
         };
         let v5 = self.version.is_v5();
-        match &mut *p {
+        match &mut p {
             Packet::PubAck(r) | Packet::PubRec(r) if v5 => r.reason = reason,
             Packet::PubAck(_) | Packet::PubRec(_) | Packet::Publish(_) => return None,
             Packet::SubAck(a) => a
@@ -486,6 +571,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         let _ = self.stream.write_all(&self.wbuf).await;
         let _ = self.stream.flush().await;
         self.wbuf.clear();
+    }
+}
+
+/// After a read of `n` bytes into `spare` bytes of room: read more at once next time if it filled
+/// the room, less if it used little of it.
+fn next_read_size(size: usize, n: usize, spare: usize) -> usize {
+    if n >= spare {
+        (size * 2).min(MAX_READ)
+    } else if n < size / 8 {
+        (size / 2).max(MIN_READ)
+    } else {
+        size
     }
 }
 
@@ -530,4 +627,26 @@ async fn write_packets<S: AsyncWrite + Unpin>(
     }
     let _ = stream.write_all(&buf).await;
     let _ = stream.flush().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_grow_while_they_fill_the_buffer_and_shrink_when_idle() {
+        let mut size = MIN_READ;
+        // A busy publisher: every read fills the room there was.
+        for _ in 0..20 {
+            size = next_read_size(size, size, size);
+        }
+        assert_eq!(size, MAX_READ);
+        // Moderate reads keep the size.
+        assert_eq!(next_read_size(size, size / 2, size), size);
+        // An idle client (a PINGREQ now and then) goes back to the small buffer.
+        for _ in 0..20 {
+            size = next_read_size(size, 2, size);
+        }
+        assert_eq!(size, MIN_READ);
+    }
 }
