@@ -92,6 +92,9 @@ pub struct Session {
     released: usize,
     queue: VecDeque<Delivery>,
     queued_bytes: u64,
+    /// No queued message expires before this (a lower bound: it is not raised as messages leave the
+    /// queue), so the sweep of an offline session does not look at every queued message each time.
+    queued_expiry: Option<Millis>,
     next_packet_id: u16,
     /// Every in-flight id was handed out by `alloc_packet_id`'s fast path, in `inflight`'s order,
     /// since `inflight` was last empty: the ids in use are then the run from the front's id to the
@@ -130,6 +133,7 @@ impl Session {
             inflight: VecDeque::new(),
             released: 0,
             queue: VecDeque::new(),
+            queued_expiry: None,
             queued_bytes: 0,
             next_packet_id: 1,
             ids_in_order: true,
@@ -395,6 +399,7 @@ impl Session {
         self.released = 0;
         self.queue.clear();
         self.queued_bytes = 0;
+        self.queued_expiry = None;
         self.inbound_qos2.clear();
         out.push(Action::EndSession);
     }

@@ -85,8 +85,16 @@ impl Session {
         }
         self.queued_bytes += size;
         self.persist_entry(&d, None, false, out);
+        self.note_expiry(&d);
         self.queue.push_back(d);
         DeliverOutcome::Accepted
+    }
+
+    /// Keep [`Session::queued_expiry`] a lower bound of the queued messages' expiry times.
+    pub(super) fn note_expiry(&mut self, d: &Delivery) {
+        if let Some(t) = d.msg.expires_at {
+            self.queued_expiry = Some(self.queued_expiry.map_or(t, |e| e.min(t)));
+        }
     }
 
     fn dropped(&self, reason: DropReason, out: &mut Vec<Action>) -> DeliverOutcome {
@@ -251,12 +259,13 @@ impl Session {
     }
 
     pub(super) fn drop_expired_queued(&mut self, now: Millis, out: &mut Vec<Action>) {
-        if !self.queue.iter().any(|d| d.msg.is_expired(now)) {
+        if self.queued_expiry.is_none_or(|t| t > now) {
             return;
         }
         let (expired, kept): (Vec<Delivery>, Vec<Delivery>) =
             self.queue.drain(..).partition(|d| d.msg.is_expired(now));
         self.queue = kept.into();
+        self.queued_expiry = self.queue.iter().filter_map(|d| d.msg.expires_at).min();
         for d in expired {
             self.queued_bytes -= d.msg.size();
             out.push(Action::Dropped(DropReason::Expired));

@@ -105,6 +105,7 @@ impl Session {
                 }
                 None => {
                     s.queued_bytes += d.msg.size();
+                    s.note_expiry(&d);
                     s.queue.push_back(d);
                 }
             }

@@ -624,6 +624,37 @@ fn message_expiry() {
     assert_eq!(p[0].properties.message_expiry_interval, Some(50));
 }
 
+#[test] // [MQTT-3.3.2-5] expired queued messages of an offline session go at the sweep after they expire
+fn offline_sweeps_drop_queued_messages_as_they_expire() {
+    let mut s = session(CoreConfig::default());
+    let mut c = connect_packet(ProtocolVersion::V5, false);
+    c.properties.session_expiry_interval = Some(1_000);
+    attach(&mut s, c, false, T0);
+    let mut out = Vec::new();
+    s.detach(s.generation(), T0, &mut out);
+    for (topic, expiry) in [("a", Some(10_000)), ("b", None), ("c", Some(5_000))] {
+        let mut m = (*msg(topic, QoS::AtLeastOnce)).clone();
+        m.expires_at = expiry.map(|e| T0 + e);
+        s.deliver(delivery(&Arc::new(m), QoS::AtLeastOnce), T0, &mut out);
+    }
+    let expired = |out: &[Action]| {
+        out.iter()
+            .filter(|a| **a == Action::Dropped(DropReason::Expired))
+            .count()
+    };
+    let mut swept = |at: u64| {
+        let mut out = Vec::new();
+        s.tick(T0 + at, &mut out);
+        expired(&out)
+    };
+    assert_eq!(swept(4_999), 0);
+    assert_eq!(swept(5_000), 1, "c");
+    assert_eq!(swept(9_000), 0);
+    assert_eq!(swept(10_000), 1, "a");
+    assert_eq!(swept(500_000), 0, "b never expires");
+    assert_eq!(s.queued().count(), 1);
+}
+
 #[test] // [MQTT-3.1.2-25] a message larger than the client's Maximum Packet Size is dropped for it
 fn too_large_for_client_dropped() {
     let mut s = session(CoreConfig::default());
