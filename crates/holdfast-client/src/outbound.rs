@@ -127,7 +127,7 @@ impl EventLoop {
         let durability = m.durability.unwrap_or(self.opts.durability);
         let msg = OutMsg {
             message: StoredMessage {
-                topic: m.topic,
+                topic: m.topic.into(),
                 payload: m.payload,
                 qos: m.qos.as_u8(),
                 retain: m.retain,
@@ -293,7 +293,7 @@ pub(crate) fn publish_of(m: &OutMsg) -> Publish {
         dup: m.dup,
         qos: QoS::from_u8(m.message.qos).unwrap_or(QoS::AtLeastOnce),
         retain: m.message.retain,
-        topic: m.message.topic.as_str().into(),
+        topic: m.message.topic.clone(),
         packet_id: Some(m.packet_id),
         payload: m.message.payload.clone(),
         properties: m.message.properties.clone(),

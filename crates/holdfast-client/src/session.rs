@@ -47,7 +47,7 @@ pub(crate) struct OutMsg {
 }
 
 pub(crate) struct Session {
-    pub client_id: String,
+    pub client_id: std::sync::Arc<str>,
     store: Option<Arc<dyn Store>>,
     record: SessionRecord,
     record_written: bool,
@@ -70,7 +70,7 @@ impl Session {
         committed_tx: mpsc::UnboundedSender<Committed>,
     ) -> Session {
         let mut s = Session {
-            client_id: client_id.to_string(),
+            client_id: client_id.into(),
             store,
             record,
             record_written: false,

@@ -1,31 +1,35 @@
 //! The records of Session state as a store keeps them: every change the broker makes to a session, a
 //! message or the retained index is one [`Op`]. Stores (holdfast-store) record and replay them.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use holdfast_proto::Properties;
+
+use crate::ClientId;
 
 /// One change to stored state. Ops of one batch are applied in order, and batches in commit order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// Create or replace a session's record (its subscriptions and messages are kept).
     PutSession {
-        client_id: String,
+        client_id: ClientId,
         record: SessionRecord,
     },
     /// The session is over: its record, subscriptions, outbound entries and inbound QoS 2 ids go.
     DeleteSession {
-        client_id: String,
+        client_id: ClientId,
     },
     /// `options` is the MQTT 5 subscription options byte (QoS, No Local, Retain As Published, Retain
     /// Handling); `filter` may be a `$share/...` filter.
     PutSubscription {
-        client_id: String,
+        client_id: ClientId,
         filter: String,
         options: u8,
         id: Option<u32>,
     },
     DeleteSubscription {
-        client_id: String,
+        client_id: ClientId,
         filter: String,
     },
     /// A message body, stored once and referenced by outbound entries and the retained index.
@@ -40,22 +44,22 @@ pub enum Op {
     /// Add or replace a session's outbound entry: queued (no packet id), in flight (packet id set), or
     /// released (PUBREC received, PUBREL sent). `seq` orders a session's entries.
     PutOutbound {
-        client_id: String,
+        client_id: ClientId,
         seq: u64,
         entry: OutEntry,
     },
     /// Delivery completed (PUBACK/PUBCOMP) or the entry was dropped.
     DeleteOutbound {
-        client_id: String,
+        client_id: ClientId,
         seq: u64,
     },
     /// An inbound QoS 2 packet id was received and PUBREC'd; kept until PUBREL.
     PutInboundQos2 {
-        client_id: String,
+        client_id: ClientId,
         packet_id: u16,
     },
     DeleteInboundQos2 {
-        client_id: String,
+        client_id: ClientId,
         packet_id: u16,
     },
     PutRetained {
@@ -93,7 +97,7 @@ pub struct SessionRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoredMessage {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub payload: Bytes,
     pub qos: u8,
     pub retain: bool,
@@ -102,7 +106,7 @@ pub struct StoredMessage {
     pub properties: Properties,
     /// Expiry, ms since the epoch.
     pub expires_at: Option<u64>,
-    pub publisher: Option<String>,
+    pub publisher: Option<ClientId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -144,19 +148,19 @@ pub fn options_from_byte(b: u8) -> holdfast_proto::SubscriptionOptions {
 impl StoredMessage {
     pub fn from_message(m: &crate::Message) -> StoredMessage {
         StoredMessage {
-            topic: m.topic.to_string(),
+            topic: m.topic.clone(),
             payload: m.payload.clone(),
             qos: m.qos.as_u8(),
             retain: m.retain,
             properties: m.properties.clone(),
             expires_at: m.expires_at,
-            publisher: m.publisher.as_deref().map(str::to_string),
+            publisher: m.publisher.clone(),
         }
     }
 
     /// Back into a routed message; `cfg` decides its durability class again (rules may have changed).
     pub fn into_message(self, cfg: &crate::CoreConfig) -> crate::Message {
-        let topic: std::sync::Arc<str> = self.topic.into();
+        let topic = self.topic;
         crate::Message {
             durability: cfg.durability.for_topic(&topic),
             topic,
@@ -165,7 +169,7 @@ impl StoredMessage {
             retain: self.retain,
             properties: self.properties,
             expires_at: self.expires_at,
-            publisher: self.publisher.map(Into::into),
+            publisher: self.publisher,
             stored: None,
         }
     }
@@ -194,7 +198,7 @@ impl<'a> MessageRebuilder<'a> {
         let (topic, durability) = match &self.topic {
             Some((t, d)) if **t == *m.topic => (t.clone(), *d),
             _ => {
-                let t: std::sync::Arc<str> = m.topic.as_str().into();
+                let t = m.topic.clone();
                 let d = self.cfg.durability.for_topic(&t);
                 self.topic = Some((t.clone(), d));
                 (t, d)

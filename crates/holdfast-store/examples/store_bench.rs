@@ -21,7 +21,7 @@ use holdfast_store::{
 
 fn message(id: u64) -> StoredMessage {
     StoredMessage {
-        topic: format!("meters/{}/power", id % 1000),
+        topic: format!("meters/{}/power", id % 1000).into(),
         payload: Bytes::from(vec![(id % 251) as u8; 64]),
         qos: 1,
         retain: false,
@@ -31,8 +31,8 @@ fn message(id: u64) -> StoredMessage {
     }
 }
 
-fn client(n: u64) -> String {
-    format!("client-{n:05}")
+fn client(n: u64) -> holdfast_core::ClientId {
+    format!("client-{n:05}").into()
 }
 
 /// One batch of the given shape; `n` makes it unique.

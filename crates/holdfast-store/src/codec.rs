@@ -3,6 +3,8 @@
 //! field that is set is kept. Decoding is strict: anything out of place is an error, so damage that
 //! slips past the checksum is still caught.
 
+use std::sync::Arc;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use holdfast_proto::Properties;
 
@@ -139,8 +141,8 @@ pub(crate) struct Reader<'a> {
     pub buf: &'a [u8],
 }
 
-impl Reader<'_> {
-    pub(crate) fn take(&mut self, n: usize) -> Result<&[u8], &'static str> {
+impl<'a> Reader<'a> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
         if self.buf.len() < n {
             return Err("record body too short");
         }
@@ -195,16 +197,18 @@ impl Reader<'_> {
         }
     }
 
-    pub(crate) fn slice(&mut self) -> Result<&[u8], &'static str> {
+    pub(crate) fn slice(&mut self) -> Result<&'a [u8], &'static str> {
         let n = usize::try_from(self.varint()?).map_err(|_| "bad length")?;
         self.take(n)
     }
 
     pub(crate) fn string(&mut self) -> Result<String, &'static str> {
+        self.str().map(str::to_owned)
+    }
+
+    pub(crate) fn str(&mut self) -> Result<&'a str, &'static str> {
         let b = self.slice()?;
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| "string is not UTF-8")
+        std::str::from_utf8(b).map_err(|_| "string is not UTF-8")
     }
 
     pub(crate) fn bytes(&mut self) -> Result<Bytes, &'static str> {
@@ -253,10 +257,14 @@ impl Reader<'_> {
 /// Copies small payloads read back from the log into shared blocks: one allocation per block
 /// instead of one per message, and clones that only count references (a `Bytes` made from a `Vec`
 /// allocates again when first cloned). A block is freed with the last payload in it, so what stays
-/// pinned is at most the payload bytes a start restored.
+/// pinned is at most the payload bytes a start restored. Names (client ids, topics) repeated from
+/// one record to the next (a queue's entries, a topic's messages) share one allocation too.
 #[derive(Default)]
 pub(crate) struct PayloadArena {
     block: BytesMut,
+    client_id: Option<Arc<str>>,
+    publisher: Option<Arc<str>>,
+    topic: Option<Arc<str>>,
 }
 
 impl PayloadArena {
@@ -276,5 +284,25 @@ impl PayloadArena {
         }
         self.block.extend_from_slice(b);
         self.block.split().freeze()
+    }
+
+    pub(crate) fn client_id(&mut self, r: &mut Reader<'_>) -> Result<Arc<str>, &'static str> {
+        Self::shared(&mut self.client_id, r)
+    }
+
+    pub(crate) fn publisher(&mut self, r: &mut Reader<'_>) -> Result<Arc<str>, &'static str> {
+        Self::shared(&mut self.publisher, r)
+    }
+
+    pub(crate) fn topic(&mut self, r: &mut Reader<'_>) -> Result<Arc<str>, &'static str> {
+        Self::shared(&mut self.topic, r)
+    }
+
+    fn shared(last: &mut Option<Arc<str>>, r: &mut Reader<'_>) -> Result<Arc<str>, &'static str> {
+        let s = r.str()?;
+        match last {
+            Some(l) if **l == *s => Ok(l.clone()),
+            _ => Ok(last.insert(Arc::from(s)).clone()),
+        }
     }
 }

@@ -400,7 +400,7 @@ pub(crate) fn put_retained(buf: &mut Vec<u8>, topic: &str, message_id: u64) {
 fn decode_op(r: &mut Reader<'_>, arena: &mut PayloadArena) -> Result<Op, &'static str> {
     Ok(match r.u8()? {
         PUT_SESSION => {
-            let client_id = r.string()?;
+            let client_id = arena.client_id(r)?;
             let protocol = r.u8()?;
             let expiry = r.varint_u32()?;
             let disconnected_at = r.opt_varint()?;
@@ -425,10 +425,10 @@ fn decode_op(r: &mut Reader<'_>, arena: &mut PayloadArena) -> Result<Op, &'stati
             Op::PutSession { client_id, record }
         }
         DELETE_SESSION => Op::DeleteSession {
-            client_id: r.string()?,
+            client_id: arena.client_id(r)?,
         },
         PUT_SUBSCRIPTION => Op::PutSubscription {
-            client_id: r.string()?,
+            client_id: arena.client_id(r)?,
             filter: r.string()?,
             options: r.u8()?,
             id: match r.bool()? {
@@ -437,13 +437,13 @@ fn decode_op(r: &mut Reader<'_>, arena: &mut PayloadArena) -> Result<Op, &'stati
             },
         },
         DELETE_SUBSCRIPTION => Op::DeleteSubscription {
-            client_id: r.string()?,
+            client_id: arena.client_id(r)?,
             filter: r.string()?,
         },
         PUT_MESSAGE => {
             let id = r.varint()?;
             let message = StoredMessage {
-                topic: r.string()?,
+                topic: arena.topic(r)?,
                 payload: arena.copy(r.slice()?),
                 qos: r.u8()?,
                 retain: r.bool()?,
@@ -451,14 +451,14 @@ fn decode_op(r: &mut Reader<'_>, arena: &mut PayloadArena) -> Result<Op, &'stati
                 expires_at: r.opt_varint()?,
                 publisher: match r.bool()? {
                     false => None,
-                    true => Some(r.string()?),
+                    true => Some(arena.publisher(r)?),
                 },
             };
             Op::PutMessage { id, message }
         }
         DELETE_MESSAGE => Op::DeleteMessage { id: r.varint()? },
         PUT_OUTBOUND => {
-            let client_id = r.string()?;
+            let client_id = arena.client_id(r)?;
             let seq = r.varint()?;
             let message_id = r.varint()?;
             let qos = r.u8()?;
@@ -491,15 +491,15 @@ fn decode_op(r: &mut Reader<'_>, arena: &mut PayloadArena) -> Result<Op, &'stati
             }
         }
         DELETE_OUTBOUND => Op::DeleteOutbound {
-            client_id: r.string()?,
+            client_id: arena.client_id(r)?,
             seq: r.varint()?,
         },
         PUT_INBOUND_QOS2 => Op::PutInboundQos2 {
-            client_id: r.string()?,
+            client_id: arena.client_id(r)?,
             packet_id: r.u16()?,
         },
         DELETE_INBOUND_QOS2 => Op::DeleteInboundQos2 {
-            client_id: r.string()?,
+            client_id: arena.client_id(r)?,
             packet_id: r.u16()?,
         },
         PUT_RETAINED => Op::PutRetained {

@@ -71,14 +71,14 @@ pub(crate) fn every_op() -> Vec<Op> {
         packet_id: Some(65535),
         released: true,
     };
-    let c = || "client-é".to_string();
+    let c = || holdfast_core::ClientId::from("client-é");
     vec![
         Op::PutSession {
             client_id: c(),
             record,
         },
         Op::PutSession {
-            client_id: String::new(),
+            client_id: "".into(),
             record: SessionRecord::default(),
         },
         Op::DeleteSession { client_id: c() },

@@ -15,7 +15,7 @@ pub struct StoredSession {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoredState {
-    pub sessions: BTreeMap<String, StoredSession>,
+    pub sessions: BTreeMap<holdfast_core::ClientId, StoredSession>,
     pub messages: BTreeMap<u64, StoredMessage>,
     pub retained: BTreeMap<String, u64>,
 }

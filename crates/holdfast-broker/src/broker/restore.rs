@@ -76,7 +76,7 @@ impl Broker {
                 count += 1;
                 Some((*seq, e.clone(), m.clone()))
             });
-            let client: ClientId = client_id.as_str().into();
+            let client: ClientId = client_id.clone();
             let mut out = Vec::new();
             let cfg = self.cfg.clone();
             let session =

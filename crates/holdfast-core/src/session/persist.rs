@@ -169,14 +169,14 @@ impl Session {
                 self.persisted = false;
                 out.push(Action::Persist(
                     Op::DeleteSession {
-                        client_id: self.client_id.to_string(),
+                        client_id: self.client_id.clone(),
                     },
                     Durability::Flush,
                 ));
             }
             return;
         }
-        let client_id = self.client_id.to_string();
+        let client_id = self.client_id.clone();
         push(
             Op::PutSession {
                 client_id: client_id.clone(),
@@ -231,7 +231,7 @@ impl Session {
             return;
         }
         let op = Op::PutSubscription {
-            client_id: self.client_id.to_string(),
+            client_id: self.client_id.clone(),
             filter: filter.to_string(),
             options: options_to_byte(&sub.options),
             id: sub.id,
@@ -242,7 +242,7 @@ impl Session {
     pub(super) fn persist_unsubscribe(&self, filter: &str, out: &mut Vec<Action>) {
         if self.persisted {
             let op = Op::DeleteSubscription {
-                client_id: self.client_id.to_string(),
+                client_id: self.client_id.clone(),
                 filter: filter.to_string(),
             };
             push(op, self.record_class().min(Durability::Flush), out);
@@ -270,7 +270,7 @@ impl Session {
         };
         push(
             Op::PutOutbound {
-                client_id: self.client_id.to_string(),
+                client_id: self.client_id.clone(),
                 seq: d.seq,
                 entry,
             },
@@ -286,7 +286,7 @@ impl Session {
         let class = self.entry_class(d);
         if class != Durability::Volatile {
             let op = Op::DeleteOutbound {
-                client_id: self.client_id.to_string(),
+                client_id: self.client_id.clone(),
                 seq: d.seq,
             };
             push(op, class.min(Durability::Flush), out);
@@ -296,7 +296,7 @@ impl Session {
     /// The store change recording an inbound QoS 2 packet id, if the session is stored.
     pub(super) fn inbound_qos2_op(&self, packet_id: u16, class: Durability) -> Option<Op> {
         (self.persisted && class != Durability::Volatile).then(|| Op::PutInboundQos2 {
-            client_id: self.client_id.to_string(),
+            client_id: self.client_id.clone(),
             packet_id,
         })
     }
@@ -305,7 +305,7 @@ impl Session {
     pub(super) fn persist_inbound_qos2_gone(&self, packet_id: u16, out: &mut Vec<Action>) {
         if self.persisted {
             let op = Op::DeleteInboundQos2 {
-                client_id: self.client_id.to_string(),
+                client_id: self.client_id.clone(),
                 packet_id,
             };
             push(op, self.record_class().min(Durability::Flush), out);

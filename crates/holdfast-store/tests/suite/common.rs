@@ -63,8 +63,8 @@ const CLIENTS: [&str; 3] = ["a", "b", "c"];
 const FILTERS: [&str; 3] = ["x/#", "y/+", "$share/g/z"];
 const TOPICS: [&str; 2] = ["t/1", "t/2"];
 
-fn client() -> impl Strategy<Value = String> {
-    prop::sample::select(&CLIENTS[..]).prop_map(str::to_string)
+fn client() -> impl Strategy<Value = holdfast_core::ClientId> {
+    prop::sample::select(&CLIENTS[..]).prop_map(holdfast_core::ClientId::from)
 }
 
 fn properties() -> impl Strategy<Value = Properties> {
@@ -96,7 +96,7 @@ fn message() -> impl Strategy<Value = StoredMessage> {
     )
         .prop_map(
             |(topic, payload, qos, retain, properties, expires_at)| StoredMessage {
-                topic: topic.to_string(),
+                topic: topic.into(),
                 payload: Bytes::from(payload),
                 qos,
                 retain,
@@ -228,7 +228,7 @@ impl Workload {
 
     /// The next batch, given the state so far (which it does not change).
     pub fn next_batch(&mut self, state: &StoredState) -> Vec<Op> {
-        let c = format!("client-{}", self.rng.below(self.clients));
+        let c: holdfast_core::ClientId = format!("client-{}", self.rng.below(self.clients)).into();
         let mut ops = Vec::new();
         let session = state.sessions.get(&c);
         match self.rng.below(10) {
@@ -276,7 +276,7 @@ impl Workload {
                 self.next_message += 1;
                 let len = self.rng.below(100) as usize;
                 let message = StoredMessage {
-                    topic: format!("t/{}", self.rng.below(3)),
+                    topic: format!("t/{}", self.rng.below(3)).into(),
                     payload: Bytes::from(vec![(id % 251) as u8; len]),
                     qos: 1,
                     retain: false,

@@ -23,9 +23,9 @@ fn opts() -> LogOptions {
 fn build(dir: &Path) -> StoredState {
     let (store, _) = LogStore::open(dir, opts()).unwrap();
     for i in 0..150u64 {
-        let c = format!("client-{i:03}");
+        let c: holdfast_core::ClientId = format!("client-{i:03}").into();
         let message = StoredMessage {
-            topic: format!("t/{i}"),
+            topic: format!("t/{i}").into(),
             payload: Bytes::from(vec![i as u8; 40]),
             qos: 1,
             ..StoredMessage::default()

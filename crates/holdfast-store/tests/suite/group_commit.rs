@@ -23,7 +23,7 @@ fn concurrent_sync_batches_share_fsyncs() {
                         ..SessionRecord::default()
                     };
                     let op = Op::PutSession {
-                        client_id: format!("t{t}-{i}"),
+                        client_id: format!("t{t}-{i}").into(),
                         record,
                     };
                     commit(&*store, vec![op], Durability::Sync).unwrap();

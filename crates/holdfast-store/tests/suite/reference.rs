@@ -49,7 +49,7 @@ fn contract(store: &dyn Store) {
     store.commit(vec![session("quiet")], Durability::Flush, None);
     commit(store, vec![], Durability::Sync).unwrap();
     let state = store.load();
-    let names: Vec<_> = state.sessions.keys().cloned().collect();
+    let names: Vec<_> = state.sessions.keys().map(|k| &**k).collect();
     assert_eq!(names, ["c0", "c1", "c2", "c3", "quiet"]);
     assert!(store.stats().batches >= 5);
     // After close: Closed.
@@ -165,11 +165,15 @@ fn load_shared_is_not_changed_by_later_commits() {
     assert!(Arc::ptr_eq(&shared, &store.load_shared()));
     // Committed while the caller still holds it: the store changes its own copy.
     commit(&store, vec![session("b")], Durability::Flush).unwrap();
-    assert_eq!(shared.sessions.keys().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(
+        shared.sessions.keys().map(|k| &**k).collect::<Vec<_>>(),
+        ["a"]
+    );
     assert_eq!(store.load().sessions.len(), 2);
     drop(shared);
     commit(&store, vec![session("c")], Durability::Sync).unwrap();
-    let names: Vec<_> = store.load_shared().sessions.keys().cloned().collect();
+    let loaded = store.load_shared();
+    let names: Vec<_> = loaded.sessions.keys().map(|k| &**k).collect();
     assert_eq!(names, ["a", "b", "c"]);
     drop(store);
     let (store, _) = LogStore::open_dir(dir.path()).unwrap();

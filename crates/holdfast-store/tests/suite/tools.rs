@@ -12,7 +12,7 @@ fn verify_reports_contents_and_changes_nothing() {
     let (store, _) = LogStore::open_dir(tmp.path()).unwrap();
     for i in 0..10 {
         let op = Op::PutSession {
-            client_id: format!("c{i}"),
+            client_id: format!("c{i}").into(),
             record: SessionRecord::default(),
         };
         commit(&store, vec![op], Durability::Flush).unwrap();
