@@ -46,6 +46,25 @@ pub fn now_millis() -> Millis {
         .unwrap_or(0)
 }
 
+thread_local! {
+    /// A cleared action list kept for the next call on this thread: one is filled and emptied per
+    /// session touched, several times per message.
+    static SCRATCH: std::cell::Cell<Vec<Action>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// An empty action list, with room if the thread has one spare.
+fn scratch() -> Vec<Action> {
+    SCRATCH.with(std::cell::Cell::take)
+}
+
+/// Give an emptied action list back for [`scratch`] (a large one is dropped).
+fn recycle(v: Vec<Action>) {
+    debug_assert!(v.is_empty());
+    if v.capacity() > 0 && v.capacity() <= 256 {
+        SCRATCH.with(|s| s.set(v));
+    }
+}
+
 /// A connected session whose backlog (queued messages plus packets not yet written) passes this
 /// makes the publishers that feed it wait before reading more (see [`Pace`]).
 const PACE_HIGH: usize = 2048;
@@ -354,7 +373,7 @@ impl Broker {
     ) -> (Vec<Action>, usize) {
         let mut later = Vec::new();
         let mut inner = slot.inner.lock();
-        let mut out = Vec::new();
+        let mut out = scratch();
         f(&mut inner.session, &mut out);
         let mut batch = Batch::default();
         if let Some(conn) = &inner.conn {
@@ -393,11 +412,11 @@ impl Broker {
         &self,
         inner: &mut SlotInner,
         slot: &Arc<Slot>,
-        out: Vec<Action>,
+        mut out: Vec<Action>,
         later: &mut Vec<Action>,
         batch: &mut Batch,
     ) {
-        for action in out {
+        for action in out.drain(..) {
             match action {
                 Action::Persist(op, class) => {
                     batch.ops.push(op);
@@ -470,6 +489,7 @@ impl Broker {
             slot.online.store(false, Ordering::Release);
             slot.pace.release();
         }
+        recycle(out);
     }
 
     fn send_retained(
@@ -630,7 +650,7 @@ impl Broker {
         let mut later = Vec::new();
         let mut targets = targets.into_iter().peekable();
         for (slot, guard) in slots.iter().zip(guards.iter_mut()) {
-            let mut out = Vec::new();
+            let mut out = scratch();
             while let Some((_, d)) = targets.next_if(|(n, _)| Arc::ptr_eq(n, slot)) {
                 count(&mut outcome, guard.session.deliver(d, now, &mut out));
             }
