@@ -604,7 +604,8 @@ impl Broker {
                 retained.insert(&msg.topic, msg.clone());
             }
         }
-        let targets = self.targets(&msg);
+        // Stored messages lock every receiving session at once, in address order.
+        let targets = self.targets(&msg, batch.class.is_some());
         tracing::trace!(
             topic = &*msg.topic,
             qos = msg.qos.as_u8(),
@@ -671,12 +672,15 @@ impl Broker {
         outcome
     }
 
-    /// The deliveries of a message, sorted by session address (a session can match through both a
-    /// plain and a shared subscription: its deliveries are then consecutive, in match order).
-    fn targets(&self, msg: &Arc<Message>) -> Vec<(Arc<Slot>, Delivery)> {
+    /// The deliveries of a message, a session's consecutive (a session can match through both a
+    /// plain and a shared subscription: its deliveries are then in match order). Sorted by session
+    /// address when `ordered` or when a session may appear more than once.
+    fn targets(&self, msg: &Arc<Message>, ordered: bool) -> Vec<(Arc<Slot>, Delivery)> {
         let subs = self.subs.read();
         let mut matches = Matches::new();
         subs.matches(&msg.topic, &mut matches);
+        // One filter and no shared group: each session appears once.
+        let ordered = ordered || matches.direct_filters > 1 || !matches.shared.is_empty();
         let mut planned = Vec::new();
         plan(
             &mut matches,
@@ -697,8 +701,10 @@ impl Broker {
                 (t.value.slot.clone(), d)
             })
             .collect();
-        // Stable: a session's own deliveries keep their order.
-        targets.sort_by_key(|(slot, _)| Arc::as_ptr(slot));
+        if ordered {
+            // Stable: a session's own deliveries keep their order.
+            targets.sort_by_key(|(slot, _)| Arc::as_ptr(slot));
+        }
         targets
     }
 
