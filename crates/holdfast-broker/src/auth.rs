@@ -171,6 +171,8 @@ pub struct Security {
     ips: Mutex<HashMap<IpAddr, IpState>>,
     /// A hash verified for unknown users, so that they take as long as known ones.
     dummy_hash: String,
+    /// The rules of `acl_file`, shared with the broker logic (its `CoreConfig`).
+    acl: Option<Arc<holdfast_core::acl::SharedAcl>>,
 }
 
 /// Holds a connection's place in its address's count.
@@ -202,6 +204,7 @@ impl Security {
             verifying: Arc::new(Semaphore::new(VERIFY_SLOTS)),
             ips: Mutex::new(HashMap::new()),
             dummy_hash: hash_password(b"holdfast dummy password"),
+            acl: None,
         })
     }
 
@@ -209,17 +212,27 @@ impl Security {
         &self.limits
     }
 
-    /// Re-reads the password file (on SIGHUP); a bad file keeps the previous one.
+    /// Re-reads the password file and the ACL file (on SIGHUP); a file that does not load keeps the
+    /// previous one. New rules apply to the next PUBLISH or SUBSCRIBE of every session;
+    /// subscriptions made under the old rules stay (as in Mosquitto).
     pub fn reload(&self) {
-        let Some(path) = &self.cfg.password_file else {
-            return;
-        };
-        match PasswordFile::load(path) {
-            Ok(p) => {
-                info!(path = %path.display(), users = p.entries.len(), "password file reloaded");
-                *self.passwords.write() = Some(Arc::new(p));
+        if let Some(path) = &self.cfg.password_file {
+            match PasswordFile::load(path) {
+                Ok(p) => {
+                    info!(path = %path.display(), users = p.entries.len(), "password file reloaded");
+                    *self.passwords.write() = Some(Arc::new(p));
+                }
+                Err(e) => warn!(error = %e, "password file not reloaded; keeping the previous one"),
             }
-            Err(e) => warn!(error = %e, "password file not reloaded; keeping the previous one"),
+        }
+        if let (Some(path), Some(acl)) = (&self.cfg.acl_file, &self.acl) {
+            match crate::acl_file::load(path) {
+                Ok(rules) => {
+                    info!(path = %path.display(), rules = rules.rules.len(), "ACL reloaded");
+                    acl.replace(rules);
+                }
+                Err(e) => warn!(error = %e, "ACL not reloaded; keeping the previous rules"),
+            }
         }
     }
 
@@ -366,14 +379,16 @@ impl Security {
 pub fn load(
     config: &crate::config::Config,
 ) -> Result<(Arc<Security>, holdfast_core::CoreConfig), crate::ServeError> {
-    let security = Security::new(config.auth.clone(), config.conn_limits.clone())
+    let mut security = Security::new(config.auth.clone(), config.conn_limits.clone())
         .map_err(|e| crate::ServeError::Security(e.to_string()))?;
     let mut core = config.core.clone();
     if let Some(path) = &config.auth.acl_file {
         let acl =
             crate::acl_file::load(path).map_err(|e| crate::ServeError::Security(e.to_string()))?;
         info!(path = %path.display(), rules = acl.rules.len(), "ACL loaded");
-        core.acl = Some(Arc::new(acl));
+        let shared = Arc::new(holdfast_core::acl::SharedAcl::new(acl));
+        security.acl = Some(shared.clone());
+        core.acl = Some(shared);
     }
     if !config.auth.allow_anonymous && config.auth.password_file.is_none() {
         warn!("allow_anonymous = false without a password file: only clients with a certificate identity can connect");
@@ -417,7 +432,7 @@ pub async fn check_connect(
             username: user.as_deref(),
             client_id: &params.client_id,
         };
-        if !acl.may_publish(who, &will.topic) {
+        if !acl.current().may_publish(who, &will.topic) {
             return Err(ReasonCode::NOT_AUTHORIZED);
         }
     }

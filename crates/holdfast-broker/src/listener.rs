@@ -31,13 +31,13 @@ fn reload_channel() -> &'static watch::Sender<u64> {
     RELOAD.get_or_init(|| watch::channel(0).0)
 }
 
-/// Asks every running broker in this process to re-read its TLS certificates and password file
-/// (what SIGHUP does). Open connections are not touched.
+/// Asks every running broker in this process to re-read its TLS certificates, password file and
+/// ACL file (what SIGHUP does). Open connections are not closed.
 pub fn request_reload() {
     reload_channel().send_modify(|generation| *generation += 1);
 }
 
-/// Waits for reload requests and re-reads the password file.
+/// Waits for reload requests and re-reads the password and ACL files.
 pub fn spawn_reloader(security: Arc<Security>, tasks: &mut JoinSet<()>) {
     let mut rx = reload_channel().subscribe();
     tasks.spawn(async move {

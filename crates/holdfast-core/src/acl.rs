@@ -57,6 +57,35 @@ pub struct Rule {
     pub allow: bool,
 }
 
+/// The ACL in force, replaceable while sessions use it: a reload (SIGHUP) applies to the next
+/// PUBLISH or SUBSCRIBE of every session, connected or not.
+#[derive(Debug, Default)]
+pub struct SharedAcl(std::sync::RwLock<std::sync::Arc<Acl>>);
+
+impl SharedAcl {
+    pub fn new(acl: Acl) -> SharedAcl {
+        SharedAcl(std::sync::RwLock::new(std::sync::Arc::new(acl)))
+    }
+
+    /// The rules now in force.
+    pub fn current(&self) -> std::sync::Arc<Acl> {
+        // A panic while replacing cannot leave a half-written Arc: use what is there.
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace(&self, acl: Acl) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(acl);
+    }
+}
+
+impl PartialEq for SharedAcl {
+    fn eq(&self, other: &SharedAcl) -> bool {
+        self.current() == other.current()
+    }
+}
+
+impl Eq for SharedAcl {}
+
 /// The identity a decision is made for.
 #[derive(Debug, Clone, Copy)]
 pub struct Identity<'a> {

@@ -85,7 +85,7 @@ pub struct CoreConfig {
     /// How safely messages and sessions are stored, by topic.
     pub durability: crate::durability::DurabilityRules,
     /// Access rules for publish and subscribe; `None`: everything is allowed.
-    pub acl: Option<std::sync::Arc<crate::acl::Acl>>,
+    pub acl: Option<std::sync::Arc<crate::acl::SharedAcl>>,
 }
 
 impl Default for CoreConfig {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use holdfast_proto::{decode_packet, Packet, ProtocolVersion, QoS, ReasonCode};
 
-use crate::acl::{Access, Acl, Rule, Subject};
+use crate::acl::{Access, Acl, Rule, SharedAcl, Subject};
 use crate::connect::validate_connect;
 use crate::session::Delivery;
 use crate::{Action, CoreConfig, Session};
@@ -34,7 +34,7 @@ pub fn fuzz_session(data: &[u8]) {
         ..CoreConfig::default()
     };
     if mode & 0x80 != 0 {
-        cfg.acl = Some(Arc::new(Acl::new(vec![
+        cfg.acl = Some(Arc::new(SharedAcl::new(Acl::new(vec![
             Rule {
                 subject: Subject::All,
                 access: Access::Both,
@@ -47,7 +47,7 @@ pub fn fuzz_session(data: &[u8]) {
                 filter: "a/secret".into(),
                 allow: false,
             },
-        ])));
+        ]))));
     }
     let cfg = Arc::new(cfg);
     let max = 4096;

@@ -37,7 +37,7 @@ pub fn shutdown() -> std::io::Result<impl Future<Output = ()> + Send + 'static> 
     })
 }
 
-/// SIGHUP re-reads TLS certificates and the password file; open connections stay.
+/// SIGHUP re-reads TLS certificates, the password file and the ACL file; open connections stay.
 #[cfg(unix)]
 pub fn reload_on_hangup() -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -45,7 +45,7 @@ pub fn reload_on_hangup() -> std::io::Result<()> {
     let mut hangup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading certificates and the password file");
+            tracing::info!("SIGHUP: reloading certificates, the password file and the ACL");
             holdfast_broker::request_reload();
         }
     });

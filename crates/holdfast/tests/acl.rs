@@ -169,3 +169,50 @@ fn sys_topics_need_an_explicit_rule() {
     let mut admin = client(&server, 5, "admin", Some(("admin", "x")));
     assert_eq!(suback_codes(&mut admin, "$SYS/#", true), [1]);
 }
+
+/// Waits until the server's log contains `text`.
+fn wait_for_log(server: &Server, text: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !server.log().contains(text) {
+        assert!(std::time::Instant::now() < deadline, "not logged: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test] // SIGHUP re-reads the ACL file for sessions already connected; a broken file keeps the rules
+fn acl_file_reloads_on_sighup() {
+    let server = server();
+    let mut bob = client(&server, 5, "bob-reload", Some(("bob", "b")));
+    let door = |c: &mut RawConn, id: u16| {
+        c.send(&publish(
+            b"home/alice/door",
+            1,
+            false,
+            id,
+            b"knock",
+            Some(&[]),
+        ));
+        puback_reason(&c.expect_packet("PUBACK"))
+    };
+    assert_eq!(door(&mut bob, 1), 0x87);
+
+    let acl = server.path("acl.toml");
+    let grant =
+        "\n[[rule]]\nuser = \"bob\"\naccess = \"publish\"\ntopics = [\"home/alice/door\"]\n";
+    std::fs::write(&acl, format!("{ACL}{grant}")).unwrap();
+    server.hangup();
+    wait_for_log(&server, "ACL reloaded");
+    // Allowed now: 0x10 No matching subscribers (nobody listens there).
+    assert_eq!(
+        door(&mut bob, 2),
+        0x10,
+        "the new rule applies to a connected session"
+    );
+
+    // A file that does not parse is reported and the rules in force stay.
+    std::fs::write(&acl, "[[rule]]\naccess = \"sometimes\"\n").unwrap();
+    server.hangup();
+    wait_for_log(&server, "ACL not reloaded");
+    assert_eq!(door(&mut bob, 3), 0x10);
+    support::raw::assert_broker_alive(server.addr(0));
+}

@@ -148,6 +148,7 @@ impl Session {
         let Some(acl) = &self.cfg.acl else {
             return true;
         };
+        let acl = acl.current();
         let who = crate::acl::Identity {
             username: self.username.as_deref(),
             client_id: &self.client_id,
