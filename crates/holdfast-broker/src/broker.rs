@@ -485,7 +485,14 @@ impl Broker {
             }
         }
         if inner.conn.is_some() && !inner.session.is_connected() {
-            inner.conn = None;
+            if let Some(conn) = inner.conn.take() {
+                // The session let go of its connection: the connection must end too (it has
+                // been told to unless it is the one closing).
+                if !conn.is_closing() {
+                    conn.set_closing();
+                    conn.push(Outbound::Close(None));
+                }
+            }
             slot.online.store(false, Ordering::Release);
             slot.pace.release();
         }
