@@ -288,7 +288,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                         Err(_) => return End::Io,
                         Ok(n) => {
                             broker.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                            self.size_reads(n, spare);
+                            self.read_size = next_read_size(self.read_size, n, spare);
                         }
                     }
                     let resumed = self.read_on(broker, slot, outbox, &mut paused, keep_alive, &mut deadline);
@@ -337,10 +337,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         self.rbuf.capacity() - self.rbuf.len()
     }
 
-    fn size_reads(&mut self, n: usize, spare: usize) {
-        self.read_size = next_read_size(self.read_size, n, spare);
-    }
-
     async fn flush_wbuf(&mut self, broker: &Broker) -> std::io::Result<()> {
         broker
             .stats
@@ -353,7 +349,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     }
 
     /// The client was heard from (or waited for by the server, not by itself): restart its keep-alive
-    /// timer and handle what it sent.
+    /// timer and handle the complete packets in the read buffer, in order. Stops early once the
+    /// server is closing the connection, or when a message went to a congested session: `paused` is
+    /// then set and the rest waits.
     async fn read_on(
         &mut self,
         broker: &Broker,
@@ -366,19 +364,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         if let Some(ka) = keep_alive {
             *deadline = Instant::now() + ka;
         }
-        self.handle_buffered(broker, slot, outbox, paused).await
-    }
-
-    /// Handle the complete packets in the read buffer, in order. Stops early once the server is
-    /// closing the connection, or when a message went to a congested session: `paused` is then set
-    /// and the rest waits.
-    async fn handle_buffered(
-        &mut self,
-        broker: &Broker,
-        slot: &Arc<Slot>,
-        outbox: &Outbox,
-        paused: &mut Option<(Arc<Slot>, Instant)>,
-    ) -> Result<(), End> {
         match self.handle_packets(broker, slot, outbox, paused) {
             Ok(()) => Ok(()),
             Err(reason) => {
@@ -388,7 +373,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         }
     }
 
-    /// [`Connection::handle_buffered`] up to the point where the connection must be closed with the
+    /// [`Connection::read_on`]'s handling, up to the point where the connection must be closed with the
     /// reason returned. The connections this wakes (subscribers, and this one for its
     /// acknowledgements) are woken once at the end: each then writes what this read caused at once.
     fn handle_packets(
