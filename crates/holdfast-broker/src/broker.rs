@@ -317,6 +317,57 @@ impl Broker {
         self.perform_unlocked(slot, later, now)
     }
 
+    /// [`Broker::handle_packet`] for an MQTT 3.1/3.1.1 client whose acknowledgements go out before
+    /// its messages are routed: a volatile QoS 0 or 1 message is acknowledged now and added to
+    /// `routes`, for [`Broker::route_all`] once the acknowledgements are written. Its PUBACK carries
+    /// nothing routing could change (3.1.1 has no reason codes) and nothing of it is stored, so the
+    /// publisher can send its next messages while these are delivered; the rest is handled as
+    /// [`Broker::handle_packet`] does.
+    pub fn handle_packet_ack_first(
+        &self,
+        slot: &Arc<Slot>,
+        packet: Packet,
+        now: Millis,
+        routes: &mut Vec<Arc<Message>>,
+    ) -> Option<Arc<Slot>> {
+        let later = self.run(slot, &[], |s, out| s.handle_packet(packet, now, out));
+        let mut rest = Vec::new();
+        for action in later {
+            match action {
+                Action::Publish {
+                    msg,
+                    ack,
+                    store: None,
+                } if msg.durability == Durability::Volatile && msg.qos != QoS::ExactlyOnce => {
+                    if let Some(ack) = ack {
+                        self.ack(slot, ack, RouteOutcome::default(), now);
+                    }
+                    routes.push(msg);
+                }
+                other => rest.push(other),
+            }
+        }
+        self.perform_unlocked(slot, rest, now)
+    }
+
+    /// Route the messages [`Broker::handle_packet_ack_first`] acknowledged, in order. Returns a
+    /// receiving session whose backlog is too long, as [`Broker::handle_packet`] does.
+    pub fn route_all(
+        &self,
+        slot: &Arc<Slot>,
+        routes: &mut Vec<Arc<Message>>,
+        now: Millis,
+    ) -> Option<Arc<Slot>> {
+        let mut congested = None;
+        for msg in routes.drain(..) {
+            let mut outcome = self.route_with(msg, None, now);
+            if let Some(c) = outcome.congested.take().filter(|c| !Arc::ptr_eq(c, slot)) {
+                congested = Some(c);
+            }
+        }
+        congested
+    }
+
     /// Whether `target` still has a backlog its publishers should wait for. Registers the caller as
     /// waiting, so `target.pace.drained` is notified once it falls.
     pub fn congested(&self, target: &Slot) -> bool {

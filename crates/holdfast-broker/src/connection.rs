@@ -183,6 +183,7 @@ where
         close_after_write: false,
         publish_rate: PublishRate::new(ctx.security.limits().max_publish_rate),
         read_size: MIN_READ,
+        routes: Vec::new(),
     };
     Some(Established {
         conn,
@@ -235,6 +236,8 @@ struct Connection<S> {
     publish_rate: Option<PublishRate>,
     /// Room to make for the next read, between [`MIN_READ`] and [`MAX_READ`].
     read_size: usize,
+    /// Messages acknowledged and not routed yet (see [`Broker::handle_packet_ack_first`]).
+    routes: Vec<Arc<holdfast_core::Message>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
@@ -364,7 +367,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         if let Some(ka) = keep_alive {
             *deadline = Instant::now() + ka;
         }
-        match self.handle_packets(broker, slot, outbox, paused) {
+        let handled = self.handle_packets(broker, slot, outbox, paused);
+        if !self.routes.is_empty() {
+            // Acknowledged, not routed yet: the acknowledgements go out first, so the publisher
+            // sends its next messages while these are delivered. Routed in any case.
+            let written = if handled.is_ok() {
+                let mut acks = Vec::new();
+                outbox.take(&mut acks);
+                self.write_batch(broker, slot, outbox, &mut acks).await
+            } else {
+                Ok(())
+            };
+            let congested = {
+                let _defer = DeferWakes::begin();
+                broker.route_all(slot, &mut self.routes, now_millis())
+            };
+            if let Some(target) = congested.filter(|_| paused.is_none()) {
+                *paused = Some((target, Instant::now() + PACE_MAX_WAIT));
+            }
+            written?;
+        }
+        match handled {
             Ok(()) => Ok(()),
             Err(reason) => {
                 self.close_with(Some(reason)).await;
@@ -387,6 +410,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         // One clock reading for what arrived together: the clock is a measurable share of the work
         // per packet, and millisecond precision is all the session needs.
         let now = now_millis();
+        // 3.1/3.1.1 acknowledgements carry no outcome of routing (MQTT 5's do: 0x10, 0x97).
+        let ack_first = !self.version.is_v5();
         let mut handled = 0;
         loop {
             handled += 1;
@@ -406,7 +431,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                             .fetch_add(1, Ordering::Relaxed);
                         return Err(ReasonCode::MESSAGE_RATE_TOO_HIGH);
                     }
-                    let congested = broker.handle_packet(slot, packet, now);
+                    let congested = if ack_first && matches!(packet, Packet::Publish(_)) {
+                        broker.handle_packet_ack_first(slot, packet, now, &mut self.routes)
+                    } else {
+                        // What was acknowledged before routing is routed first: a SUBSCRIBE (or
+                        // anything else) after a PUBLISH sees the message as already routed.
+                        let earlier = broker.route_all(slot, &mut self.routes, now);
+                        broker.handle_packet(slot, packet, now).or(earlier)
+                    };
                     // Stop reading at once after a protocol violation or DISCONNECT.
                     if outbox.is_closing() {
                         return Ok(());

@@ -254,3 +254,30 @@ fn bad_config_is_reported_with_key_and_line() {
         "{err}"
     );
 }
+
+#[test] // [MQTT-4.6.0-6] what arrives in one read is handled in order, even though
+        // a 3.1.1 PUBACK goes out before its message is routed: a SUBSCRIBE after a PUBLISH does not get
+        // that message, and one after it gets the next, once
+fn publish_subscribe_publish_in_one_write_keeps_the_order() {
+    let broker = Broker::start();
+    let mut watcher = RawConn::open(broker.addr());
+    watcher.handshake(&Connect::v4("order-watcher"));
+    watcher.send(&subscribe(0x82, 1, b"order/#", 1, false));
+    assert_eq!(watcher.expect_packet("SUBACK").kind(), 9);
+
+    let mut c = RawConn::open(broker.addr());
+    c.handshake(&Connect::v4("order-client"));
+    let mut burst = publish(b"order/a", 1, false, 1, b"before", None);
+    burst.extend(subscribe(0x82, 2, b"order/#", 1, false));
+    burst.extend(publish(b"order/b", 1, false, 3, b"after", None));
+    c.send(&burst);
+    let kinds: Vec<u8> = (0..4).map(|_| c.expect_packet("reply").kind()).collect();
+    // PUBACK 1, SUBACK, PUBACK 3, and the second message, delivered to its own publisher.
+    assert_eq!(kinds.iter().filter(|&&k| k == 4).count(), 2, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|&&k| k == 9).count(), 1, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|&&k| k == 3).count(), 1, "{kinds:?}");
+    assert!(c.packets_within(Duration::from_millis(300)).is_empty());
+
+    let got: Vec<_> = (0..2).map(|_| watcher.expect_packet("PUBLISH")).collect();
+    assert!(got[0].body.ends_with(b"before") && got[1].body.ends_with(b"after"));
+}
