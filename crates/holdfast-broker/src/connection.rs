@@ -184,6 +184,7 @@ where
         publish_rate: PublishRate::new(ctx.security.limits().max_publish_rate),
         read_size: MIN_READ,
         routes: Vec::new(),
+        batch: Vec::new(),
     };
     Some(Established {
         conn,
@@ -238,6 +239,8 @@ struct Connection<S> {
     read_size: usize,
     /// Messages acknowledged and not routed yet (see [`Broker::handle_packet_ack_first`]).
     routes: Vec<Arc<holdfast_core::Message>>,
+    /// What was taken from the outbox, emptied after each write; kept for its capacity.
+    batch: Vec<Outbound>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
@@ -253,8 +256,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         // Set while a session this client publishes to has too long a backlog (see `Pace`): nothing
         // more is read from the socket until it falls or the wait times out.
         let mut paused: Option<(Arc<Slot>, Instant)> = None;
-        // What was taken from the outbox; kept between batches for its capacity.
-        let mut batch: Vec<Outbound> = Vec::new();
         loop {
             let spare = self.reserve_read();
             // Registered before `congested` looks, so a release in between is not missed.
@@ -275,14 +276,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             tokio::select! {
                 biased;
                 () = outbox.ready() => {
-                    outbox.take(&mut batch);
-                    if let Err(end) = self.write_batch(broker, slot, outbox, &mut batch).await {
+                    if let Err(end) = self.write_outbox(broker, slot, outbox).await {
                         return end;
-                    }
-                    // Room for a few entries is not worth keeping: most connections are idle
-                    // most of the time.
-                    if batch.capacity() <= 16 {
-                        batch = Vec::new();
                     }
                 }
                 read = self.stream.read_buf(&mut self.rbuf), if paused.is_none() => {
@@ -372,9 +367,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             // Acknowledged, not routed yet: the acknowledgements go out first, so the publisher
             // sends its next messages while these are delivered. Routed in any case.
             let written = if handled.is_ok() {
-                let mut acks = Vec::new();
-                outbox.take(&mut acks);
-                self.write_batch(broker, slot, outbox, &mut acks).await
+                self.write_outbox(broker, slot, outbox).await
             } else {
                 Ok(())
             };
@@ -455,6 +448,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 }
             }
         }
+    }
+
+    /// Take everything queued in the outbox and write it ([`Connection::write_batch`]).
+    async fn write_outbox(
+        &mut self,
+        broker: &Broker,
+        slot: &Arc<Slot>,
+        outbox: &Outbox,
+    ) -> Result<(), End> {
+        let mut batch = std::mem::take(&mut self.batch);
+        outbox.take(&mut batch);
+        let written = self.write_batch(broker, slot, outbox, &mut batch).await;
+        // Room for a few entries is not worth keeping: most connections are idle most of the time.
+        if batch.capacity() > 16 {
+            batch.clear(); // left over only when the write failed
+            self.batch = batch;
+        }
+        written
     }
 
     /// Encode and write what was taken from the outbox, in order, in as few writes as it allows
